@@ -1,0 +1,21 @@
+"""Every differentiable op, as a plain function of Tensors.
+
+Each family lives in its own file (elementwise, reduce, shape, linalg, nn); a
+file holds the ``Function`` subclasses and, below them, these wrappers.
+"""
+from .elementwise import (add, astype, clone, div, exp, gelu, log, masked_fill, mul, neg,
+                          pow, relu, sigmoid, sqrt, sub, tanh, where)
+from .linalg import matmul
+from .nn import (cross_entropy, dropout, embedding, layer_norm, log_softmax,
+                 masked_softmax, softmax)
+from .reduce import logsumexp, max, mean, sum
+from .shape import (concat, expand, getitem, permute, reshape, squeeze, stack,
+                    transpose, unsqueeze)
+
+__all__ = [
+    "add", "astype", "clone", "div", "exp", "gelu", "log", "masked_fill", "mul", "neg",
+    "pow", "relu", "sigmoid", "sqrt", "sub", "tanh", "where", "matmul", "cross_entropy",
+    "dropout", "embedding", "layer_norm", "log_softmax", "masked_softmax", "softmax",
+    "logsumexp", "max", "mean", "sum", "concat", "expand", "getitem", "permute",
+    "reshape", "squeeze", "stack", "transpose", "unsqueeze",
+]

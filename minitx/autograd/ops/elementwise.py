@@ -1,0 +1,337 @@
+"""Elementwise ops: arithmetic, unary functions, activations, where / masked_fill.
+
+Broadcasting ops return gradients of the broadcast shape; ``Function`` sums them
+back to each input's shape.  Each backward line states the derivative it uses.
+"""
+import math
+
+from ..function import Function
+from ..tensor import Tensor
+from .special import erf
+
+
+def as_tensor(x, like):
+    """Wrap a Python scalar or array as a constant Tensor with ``like``'s dtype and device."""
+    if isinstance(x, Tensor):
+        return x
+    xp = like.xp
+    if isinstance(x, (int, float, bool)):
+        return Tensor._from_op(xp.asarray(x, dtype=like.dtype), None)
+    return Tensor._from_op(xp.asarray(x), None)
+
+
+# ---------------------------------------------------------------- arithmetic
+class Add(Function):
+    saves_inputs = False
+
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, g):
+        return g, g                          # d(a+b)/da = d(a+b)/db = 1
+
+
+class Sub(Function):
+    saves_inputs = False
+
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, g):
+        return g, (-g if self.needs_grad[1] else None)   # d(a-b)/db = -1
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, g):
+        ga = g * self.b if self.needs_grad[0] else None   # d(ab)/da = b
+        gb = g * self.a if self.needs_grad[1] else None   # d(ab)/db = a
+        return ga, gb
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, g):
+        ga = g / self.b if self.needs_grad[0] else None                  # 1/b
+        gb = -g * self.a / (self.b * self.b) if self.needs_grad[1] else None  # -a/b^2
+        return ga, gb
+
+
+class Neg(Function):
+    saves_inputs = False
+
+    def forward(self, a):
+        return -a
+
+    def backward(self, g):
+        return (-g,)
+
+
+class Pow(Function):
+    """``x ** p`` for a constant scalar exponent ``p``."""
+
+    def forward(self, x, p):
+        self.x, self.p = x, p
+        return x ** p
+
+    def backward(self, g):
+        return (g * self.p * self.x ** (self.p - 1),)   # d x^p = p x^(p-1)
+
+
+# ------------------------------------------------------------------- unary
+class Exp(Function):
+    saves_inputs = False
+
+    def forward(self, x):
+        self.y = self.xp.exp(x)
+        return self.y
+
+    def backward(self, g):
+        return (g * self.y,)                  # d e^x = e^x
+
+
+class Log(Function):
+    def forward(self, x):
+        self.x = x
+        return self.xp.log(x)
+
+    def backward(self, g):
+        return (g / self.x,)                  # d log x = 1/x
+
+
+class Sqrt(Function):
+    saves_inputs = False
+
+    def forward(self, x):
+        self.y = self.xp.sqrt(x)
+        return self.y
+
+    def backward(self, g):
+        return (g * 0.5 / self.y,)            # d sqrt x = 1/(2 sqrt x)
+
+
+class Tanh(Function):
+    saves_inputs = False
+
+    def forward(self, x):
+        self.y = self.xp.tanh(x)
+        return self.y
+
+    def backward(self, g):
+        return (g * (1 - self.y * self.y),)   # d tanh = 1 - tanh^2
+
+
+class Sigmoid(Function):
+    saves_inputs = False
+
+    def forward(self, x):
+        # 1/(1+e^-x) written as (1 + tanh(x/2))/2: no overflow for large |x|
+        self.y = 0.5 * (1 + self.xp.tanh(0.5 * x))
+        return self.y
+
+    def backward(self, g):
+        return (g * self.y * (1 - self.y),)   # d s = s (1 - s)
+
+
+class Relu(Function):
+    def forward(self, x):
+        self.pos = x > 0
+        return x * self.pos
+
+    def backward(self, g):
+        return (g * self.pos,)                # 1 where x > 0, else 0
+
+
+_SQRT_2 = math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+class Gelu(Function):
+    """GELU: ``x * Phi(x)`` with the exact erf form, or the tanh approximation."""
+
+    def forward(self, x, approximate="none"):
+        self.x, self.approximate = x, approximate
+        if approximate == "tanh":
+            self.t = self.xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
+            return 0.5 * x * (1 + self.t)
+        self.cdf = 0.5 * (1 + erf(x / _SQRT_2))          # Phi(x)
+        return x * self.cdf
+
+    def backward(self, g):
+        x = self.x
+        if self.approximate == "tanh":
+            # d/dx 0.5 x (1 + t) = 0.5 (1 + t) + 0.5 x (1 - t^2) u',  u' = c (1 + 3 * 0.044715 x^2)
+            du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+            return (g * (0.5 * (1 + self.t) + 0.5 * x * (1 - self.t * self.t) * du),)
+        pdf = _INV_SQRT_2PI * self.xp.exp(-0.5 * x * x)  # phi(x)
+        return (g * (self.cdf + x * pdf),)                # d x Phi(x) = Phi + x phi
+
+
+class Astype(Function):
+    saves_inputs = False
+
+    def forward(self, x, dtype):
+        self.src = x.dtype
+        return x.astype(dtype)
+
+    def backward(self, g):
+        return (g.astype(self.src),)
+
+
+class Clone(Function):
+    saves_inputs = False
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, g):
+        return (g,)
+
+
+# --------------------------------------------------------- selection by mask
+class Where(Function):
+    """``where(cond, a, b)``; ``cond`` is a constant boolean array."""
+    saves_inputs = False
+
+    def forward(self, a, b, cond):
+        self.cond = cond
+        return self.xp.where(cond, a, b)
+
+    def backward(self, g):
+        zero = g.dtype.type(0)
+        ga = self.xp.where(self.cond, g, zero) if self.needs_grad[0] else None
+        gb = self.xp.where(self.cond, zero, g) if self.needs_grad[1] else None
+        return ga, gb
+
+
+class MaskedFill(Function):
+    """``x`` with ``value`` where ``mask`` is True (mask broadcasts against x)."""
+    saves_inputs = False
+
+    def forward(self, x, mask, value):
+        self.mask = mask
+        return self.xp.where(mask, x.dtype.type(value), x)
+
+    def backward(self, g):
+        return (self.xp.where(self.mask, g.dtype.type(0), g),)   # filled slots get no gradient
+
+
+# ------------------------------------------------------------ user wrappers
+def add(a, b):
+    """``a + b`` with broadcasting."""
+    a, b = _pair(a, b)
+    return Add.apply(a, b)
+
+
+def sub(a, b):
+    """``a - b`` with broadcasting."""
+    a, b = _pair(a, b)
+    return Sub.apply(a, b)
+
+
+def mul(a, b):
+    """``a * b`` with broadcasting."""
+    a, b = _pair(a, b)
+    return Mul.apply(a, b)
+
+
+def div(a, b):
+    """``a / b`` with broadcasting."""
+    a, b = _pair(a, b)
+    return Div.apply(a, b)
+
+
+def neg(x):
+    """``-x``."""
+    return Neg.apply(x)
+
+
+def pow(x, exponent):
+    """``x ** exponent`` for a scalar exponent."""
+    if isinstance(exponent, Tensor):
+        raise TypeError("pow: the exponent must be a Python number; use exp(b * log(a)) for tensor exponents")
+    return Pow.apply(x, p=exponent)
+
+
+def exp(x):
+    """Elementwise e**x."""
+    return Exp.apply(x)
+
+
+def log(x):
+    """Elementwise natural logarithm."""
+    return Log.apply(x)
+
+
+def sqrt(x):
+    """Elementwise square root."""
+    return Sqrt.apply(x)
+
+
+def tanh(x):
+    """Elementwise hyperbolic tangent."""
+    return Tanh.apply(x)
+
+
+def sigmoid(x):
+    """Elementwise logistic sigmoid 1 / (1 + e**-x)."""
+    return Sigmoid.apply(x)
+
+
+def relu(x):
+    """Elementwise max(x, 0)."""
+    return Relu.apply(x)
+
+
+def gelu(x, approximate="none"):
+    """GELU activation; ``approximate='none'`` (exact erf form, PyTorch's default) or ``'tanh'``."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return Gelu.apply(x, approximate=approximate)
+
+
+def astype(x, dtype):
+    """``x`` converted to ``dtype`` (differentiable between float dtypes)."""
+    return Astype.apply(x, dtype=dtype)
+
+
+def clone(x):
+    """A differentiable copy of ``x`` with its own memory."""
+    return Clone.apply(x)
+
+
+def where(cond, a, b):
+    """Elements of ``a`` where ``cond`` is True, else of ``b`` (all broadcast)."""
+    cond = cond.data if isinstance(cond, Tensor) else cond
+    if isinstance(a, Tensor):
+        b = as_tensor(b, a)
+    else:
+        a = as_tensor(a, b)
+    _check_bool("where", "cond", cond)
+    return Where.apply(a, b, cond=cond)
+
+
+def masked_fill(x, mask, value):
+    """``x`` with ``value`` wherever the boolean ``mask`` (broadcast to x) is True."""
+    mask = mask.data if isinstance(mask, Tensor) else mask
+    _check_bool("masked_fill", "mask", mask)
+    return MaskedFill.apply(x, mask=mask, value=value)
+
+
+def _check_bool(op, name, arr):
+    if getattr(arr, "dtype", None) is None or arr.dtype.kind != "b":
+        from ...errors import DTypeError
+        raise DTypeError(f"{op}: {name} must be a boolean array, got {getattr(arr, 'dtype', type(arr).__name__)}")
+
+
+def _pair(a, b):
+    if isinstance(a, Tensor):
+        return a, as_tensor(b, a)
+    return as_tensor(a, b), b

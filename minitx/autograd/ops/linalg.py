@@ -1,0 +1,49 @@
+"""Matrix multiplication, batched and broadcasting like ``numpy.matmul``."""
+from ...errors import ShapeError
+from ..function import Function
+
+
+def _broadcast_batch(a_shape, b_shape):
+    """Check (..., m, k) @ (..., k, n) shapes; raise ShapeError naming both."""
+    bad = a_shape[-1] != b_shape[-2]
+    for x, y in zip(reversed(a_shape[:-2]), reversed(b_shape[:-2])):
+        bad = bad or (x != y and x != 1 and y != 1)
+    if bad:
+        raise ShapeError(
+            f"matmul: shapes {a_shape} and {b_shape} are incompatible (need "
+            "(..., m, k) @ (..., k, n) with broadcastable batch dimensions)"
+        )
+
+
+class MatMul(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a @ b                                   # (..., m, k) @ (..., k, n) -> (..., m, n)
+
+    def backward(self, g):
+        xp = self.xp
+        ga = g @ xp.swapaxes(self.b, -1, -2) if self.needs_grad[0] else None   # (m, n) @ (n, k)
+        gb = xp.swapaxes(self.a, -1, -2) @ g if self.needs_grad[1] else None   # (k, m) @ (m, n)
+        return ga, gb
+
+
+def matmul(a, b):
+    """Matrix product ``a @ b`` of tensors with at least one dimension.
+
+    Leading (batch) dimensions broadcast; a 1-D operand is treated as a row
+    (left) or column (right) vector and that axis is dropped from the result.
+    """
+    from .elementwise import _pair
+    from .shape import reshape
+    a, b = _pair(a, b)
+    if a.ndim == 0 or b.ndim == 0:
+        raise ShapeError(f"matmul needs tensors with at least one dimension, got shapes {a.shape} and {b.shape}")
+    a2 = reshape(a, (1, a.shape[0])) if a.ndim == 1 else a
+    b2 = reshape(b, (b.shape[0], 1)) if b.ndim == 1 else b
+    _broadcast_batch(a2.shape, b2.shape)
+    out = MatMul.apply(a2, b2)
+    if a.ndim == 1:
+        out = reshape(out, out.shape[:-2] + out.shape[-1:])
+    if b.ndim == 1:
+        out = reshape(out, out.shape[:-1])
+    return out

@@ -1,0 +1,267 @@
+"""Neural-network ops, each fused into one node with its forward and backward
+side by side: softmax, log_softmax, masked softmax (attention), embedding
+lookup, dropout, layer norm and cross-entropy.
+
+Fusing keeps the graph small (one node instead of five to ten) and lets the
+backward use closed forms (``softmax' = y * (g - sum(g * y))``) instead of
+chaining many small gradients.
+"""
+from ... import backend
+from ...errors import DTypeError, ShapeError
+from ..function import Function
+from ..tensor import Tensor
+
+
+def _min_value(dtype, xp):
+    """The most negative finite value of ``dtype`` (used instead of -inf for masking)."""
+    return xp.finfo(dtype).min
+
+
+class Softmax(Function):
+    saves_inputs = False
+
+    def forward(self, x, axis):
+        xp = self.xp
+        self.axis = axis
+        e = xp.exp(x - x.max(axis=axis, keepdims=True))   # shift by the max: no overflow
+        self.y = e / e.sum(axis=axis, keepdims=True)
+        return self.y
+
+    def backward(self, g):
+        y = self.y                                       # dx = y * (g - <g, y>)
+        return (y * (g - (g * y).sum(axis=self.axis, keepdims=True)),)
+
+
+class LogSoftmax(Function):
+    saves_inputs = False
+
+    def forward(self, x, axis):
+        xp = self.xp
+        self.axis = axis
+        shifted = x - x.max(axis=axis, keepdims=True)
+        self.y = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        return self.y
+
+    def backward(self, g):
+        p = self.xp.exp(self.y)                          # dx = g - softmax * sum(g)
+        return (g - p * g.sum(axis=self.axis, keepdims=True),)
+
+
+class MaskedSoftmax(Function):
+    """Softmax over the last axis of ``x`` where ``mask`` (True = keep) allows.
+
+    Masked entries get probability 0.  A row whose entries are all masked
+    outputs zeros (not NaN, not uniform), and so passes back zero gradient.
+    """
+    saves_inputs = False
+
+    def forward(self, x, mask):
+        xp = self.xp
+        x = xp.where(mask, x, _min_value(x.dtype, xp))   # never -inf: no inf - inf = NaN
+        e = xp.exp(x - x.max(axis=-1, keepdims=True))
+        e *= mask                                        # fully masked rows become all zero
+        s = e.sum(axis=-1, keepdims=True)
+        self.y = e / xp.maximum(s, xp.finfo(x.dtype).tiny)
+        return self.y
+
+    def backward(self, g):
+        y = self.y                                       # softmax rule; y = 0 where masked
+        return (y * (g - (g * y).sum(axis=-1, keepdims=True)),)
+
+
+class EmbeddingLookup(Function):
+    """Rows of ``weight`` (V, D) picked by integer ``indices`` (any shape)."""
+    saves_inputs = False
+
+    def forward(self, weight, indices):
+        self.indices, self.vocab = indices, weight.shape[0]
+        return weight[indices]                           # (..., D)
+
+    def backward(self, g):
+        D = g.shape[-1]
+        grad = self.xp.zeros((self.vocab, D), dtype=g.dtype)
+        backend.scatter_add(grad, self.indices.reshape(-1), g.reshape(-1, D))  # repeats add up
+        return (grad,)
+
+
+class Dropout(Function):
+    """``x * mask`` where ``mask`` holds 0 or 1/(1-p) (drawn by ``dropout``)."""
+    saves_inputs = False
+
+    def forward(self, x, mask):
+        self.mask = mask
+        return x * mask
+
+    def backward(self, g):
+        return (g * self.mask,)
+
+
+class LayerNorm(Function):
+    """Normalise the last axis to zero mean and unit variance, then scale (and shift)."""
+
+    def forward(self, x, weight, *bias, eps):
+        xp = self.xp
+        mu = x.mean(axis=-1, keepdims=True)
+        xc = x - mu
+        var = (xc * xc).mean(axis=-1, keepdims=True)
+        self.rstd = 1.0 / xp.sqrt(var + eps)             # (..., 1)
+        self.xhat = xc * self.rstd                       # (..., D)
+        self.weight = weight
+        y = self.xhat * weight
+        if bias:
+            y += bias[0]
+        return y
+
+    def backward(self, g):
+        xhat, rstd = self.xhat, self.rstd
+        lead = tuple(range(g.ndim - 1))
+        gw = (g * xhat).sum(axis=lead) if self.needs_grad[1] else None    # dy/dw = xhat
+        gb = (g.sum(axis=lead),) if len(self.inputs) == 3 else ()         # dy/db = 1
+        gx = None
+        if self.needs_grad[0]:
+            gh = g * self.weight                                          # dL/dxhat
+            # dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat))
+            gx = rstd * (gh - gh.mean(axis=-1, keepdims=True)
+                         - xhat * (gh * xhat).mean(axis=-1, keepdims=True))
+        return (gx, gw) + gb
+
+
+class CrossEntropy(Function):
+    """Softmax cross-entropy of logits (N, V) against integer targets (N,), fused.
+
+    Per row: ``(1 - s) * -log p[t] + s * mean_v(-log p[v])`` with s the label
+    smoothing; rows whose target is ``ignore_index`` count zero.
+    """
+    saves_inputs = False
+
+    def forward(self, logits, target, ignore_index, label_smoothing, reduction):
+        xp = self.xp
+        N, V = logits.shape
+        valid = target != ignore_index                                 # (N,)
+        safe = xp.where(valid, target, 0)
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        e = xp.exp(shifted)
+        sum_e = e.sum(axis=-1, keepdims=True)
+        logp_t = shifted[xp.arange(N), safe] - xp.log(sum_e[:, 0])     # log p[target]  (N,)
+        loss = -logp_t
+        if label_smoothing:
+            mean_logp = shifted.mean(axis=-1) - xp.log(sum_e[:, 0])     # mean_v log p[v]
+            loss = (1 - label_smoothing) * loss - label_smoothing * mean_logp
+        if xp is not backend.np:
+            # no host sync on the GPU: out-of-range targets poison the loss with NaN
+            bad = valid & ((target < 0) | (target >= V))
+            loss = xp.where(bad, xp.nan, loss)
+        loss = loss * valid
+        self.p = e / sum_e                                             # softmax (N, V)
+        self.safe, self.valid = safe, valid
+        self.smooth, self.reduction = label_smoothing, reduction
+        if reduction == "none":
+            return loss
+        if reduction == "sum":
+            return loss.sum()
+        self.count = xp.maximum(valid.sum(), 1).astype(logits.dtype)   # no division by zero
+        return loss.sum() / self.count
+
+    def backward(self, g):
+        xp = self.xp
+        N, V = self.p.shape
+        if self.reduction == "mean":
+            g = g / self.count
+        scale = (g * self.valid)[:, None]                              # (N, 1) or (1, 1)
+        scale = xp.broadcast_to(scale, (N, 1))
+        grad = self.p * scale                                          # d/dlogits = p - target dist
+        grad[xp.arange(N), self.safe] -= (1 - self.smooth) * scale[:, 0]
+        if self.smooth:
+            grad -= (self.smooth / V) * scale
+        return (grad,)
+
+
+# ------------------------------------------------------------------ wrappers
+def softmax(x, axis=-1):
+    """Softmax along ``axis``, stable for large inputs."""
+    return Softmax.apply(x, axis=axis)
+
+
+def log_softmax(x, axis=-1):
+    """``log(softmax(x))`` along ``axis``, computed stably."""
+    return LogSoftmax.apply(x, axis=axis)
+
+
+def masked_softmax(x, mask):
+    """Softmax over the last axis keeping only entries where ``mask`` is True.
+
+    ``mask`` is a boolean array broadcastable to ``x``.  Fully masked rows give
+    zeros.
+    """
+    mask = mask.data if isinstance(mask, Tensor) else mask
+    if getattr(mask, "dtype", None) is None or mask.dtype.kind != "b":
+        raise DTypeError(f"masked_softmax: mask must be boolean (True = keep), got {getattr(mask, 'dtype', type(mask))}")
+    return MaskedSoftmax.apply(x, mask=mask)
+
+
+def embedding(indices, weight):
+    """Rows of ``weight`` (V, D) for integer ``indices`` (any shape) -> (..., D)."""
+    idx = indices.data if isinstance(indices, Tensor) else indices
+    idx = weight.xp.asarray(idx)
+    if idx.dtype.kind not in "iu":
+        raise DTypeError(f"embedding: indices must be integers, got dtype {idx.dtype}")
+    if weight.xp is backend.np and idx.size and (idx.min() < 0 or idx.max() >= weight.shape[0]):
+        raise ShapeError(
+            f"embedding: index out of range: indices span [{int(idx.min())}, "
+            f"{int(idx.max())}] but the table has {weight.shape[0]} rows"
+        )
+    return EmbeddingLookup.apply(weight, indices=idx)
+
+
+def dropout(x, p=0.5, training=True):
+    """Zero each element with probability ``p`` and scale the rest by 1/(1-p).
+
+    The identity (the same tensor) when ``training`` is False or ``p == 0``.
+    """
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+    if not training or p == 0.0:
+        return x
+    gen = backend.rng(x.device)
+    keep = gen.random(x.shape, dtype=x.xp.float32) >= p
+    mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
+    return Dropout.apply(x, mask=mask)
+
+
+def layer_norm(x, weight, bias=None, eps=1e-5):
+    """Layer normalisation over the last axis with gain ``weight`` (D,) and optional ``bias`` (D,)."""
+    if weight.shape != x.shape[-1:]:
+        raise ShapeError(f"layer_norm: weight shape {weight.shape} must be ({x.shape[-1]},), the last axis of x {x.shape}")
+    if bias is None:
+        return LayerNorm.apply(x, weight, eps=eps)
+    return LayerNorm.apply(x, weight, bias, eps=eps)
+
+
+def cross_entropy(logits, target, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
+    """Softmax cross-entropy between ``logits`` (..., V) and integer ``target`` (...).
+
+    ``reduction='mean'`` averages over non-ignored targets (0 when all are
+    ignored), ``'sum'`` adds them, ``'none'`` returns the per-token losses (...).
+    """
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    t = target.data if isinstance(target, Tensor) else logits.xp.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise DTypeError(f"cross_entropy: target must hold integer class ids, got dtype {t.dtype}")
+    if logits.shape[:-1] != t.shape:
+        raise ShapeError(f"cross_entropy: logits {logits.shape} need target of shape {logits.shape[:-1]}, got {t.shape}")
+    V = logits.shape[-1]
+    if logits.xp is backend.np:
+        bad = (t != ignore_index) & ((t < 0) | (t >= V))
+        if bad.any():
+            raise ShapeError(
+                f"cross_entropy: target value {int(t[bad].flat[0])} is outside [0, {V}) "
+                f"and is not ignore_index ({ignore_index})"
+            )
+    from .shape import reshape
+    flat = reshape(logits, (-1, V))                                     # (N, V)
+    out = CrossEntropy.apply(flat, target=t.reshape(-1), ignore_index=ignore_index,
+                             label_smoothing=label_smoothing, reduction=reduction)
+    return reshape(out, t.shape) if reduction == "none" else out

@@ -1,0 +1,173 @@
+"""Devices and array modules: the only file in minitx that imports CuPy.
+
+A device is named ``"cpu"`` (NumPy) or ``"gpu"`` / ``"cuda"`` (CuPy).  Op code never
+asks which device it is on: it calls :func:`get_array_module` on its input arrays
+and uses the module it gets back (``xp.exp``, ``xp.matmul`` ...), so one code path
+serves both devices.  Moving data between devices happens only in :func:`to_device`
+and :func:`to_numpy`, which a user calls explicitly.
+
+Random numbers: :func:`manual_seed` seeds one generator per device; every random
+draw minitx makes (weight init, dropout) goes through :func:`rng`.
+"""
+import numpy as np
+
+from .errors import DeviceError
+
+_DEVICE_ALIASES = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
+
+_cupy = None          # the cupy module once loaded
+_cupy_problem = None  # why CuPy cannot be used, once we know
+
+
+def _load_cupy():
+    """Import CuPy and check that a CUDA device exists; remember the outcome."""
+    global _cupy, _cupy_problem
+    if _cupy is not None or _cupy_problem is not None:
+        return _cupy
+    try:
+        import cupy
+    except ImportError as e:
+        _cupy_problem = (
+            f"CuPy is not installed ({e}). Install the wheel matching your CUDA "
+            "version, e.g. `pip install cupy-cuda12x` (CUDA 12) or `pip install "
+            "cupy-cuda13x` (CUDA 13), or `pip install minitx[gpu]`."
+        )
+        return None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDA driver missing or broken
+        count, detail = 0, f" ({e})"
+    else:
+        detail = ""
+    if count < 1:
+        _cupy_problem = (
+            f"CuPy is installed but no CUDA device was found{detail}. Check the "
+            "NVIDIA driver (`nvidia-smi`) or use device='cpu'."
+        )
+        return None
+    _cupy = cupy
+    return cupy
+
+
+def gpu_available():
+    """True when CuPy imports and at least one CUDA device is visible."""
+    return _load_cupy() is not None
+
+
+def normalize_device(device):
+    """Map a device name (``"cpu"``, ``"gpu"``, ``"cuda"``) to ``"cpu"`` or ``"gpu"``."""
+    if device is None:
+        return "cpu"
+    name = str(device).lower()
+    if name.startswith("cuda:") or name.startswith("gpu:"):
+        name = name.split(":")[0]
+    if name not in _DEVICE_ALIASES:
+        raise DeviceError(
+            f"unknown device {device!r}: expected 'cpu', 'gpu' or 'cuda'"
+        )
+    return _DEVICE_ALIASES[name]
+
+
+def array_module(device):
+    """Return the array module (numpy or cupy) for a device name.
+
+    Raises DeviceError saying what to install when the GPU is asked for but
+    CuPy or a CUDA device is missing.
+    """
+    if normalize_device(device) == "cpu":
+        return np
+    cp = _load_cupy()
+    if cp is None:
+        raise DeviceError(f"device {device!r} is not available: {_cupy_problem}")
+    return cp
+
+
+def is_gpu_array(array):
+    """True when ``array`` is a CuPy array (without importing CuPy)."""
+    return _cupy is not None and isinstance(array, _cupy.ndarray)
+
+
+def device_of(array):
+    """``"gpu"`` for a CuPy array, ``"cpu"`` for anything else."""
+    return "gpu" if is_gpu_array(array) else "cpu"
+
+
+def get_array_module(*arrays):
+    """The array module of the given arrays (numpy or cupy).
+
+    Raises DeviceError when CPU and GPU arrays are mixed: minitx never copies
+    between devices behind the user's back.
+    """
+    if _cupy is None:  # CuPy never loaded: every array is a NumPy array
+        return np
+    on_gpu = [isinstance(a, _cupy.ndarray) for a in arrays]
+    if all(on_gpu):
+        return _cupy
+    if any(on_gpu):
+        devs = ", ".join("gpu" if g else "cpu" for g in on_gpu)
+        raise DeviceError(
+            f"operands are on different devices ({devs}); move them to one "
+            "device first with tensor.to('cpu') or tensor.to('gpu')"
+        )
+    return np
+
+
+def to_device(array, device):
+    """Copy ``array`` to ``device`` (no copy when it is already there)."""
+    device = normalize_device(device)
+    if device == "cpu":
+        return to_numpy(array)
+    cp = array_module(device)
+    return cp.asarray(array)
+
+
+def to_numpy(array):
+    """A NumPy copy of ``array`` (an explicit device-to-host transfer for GPU arrays)."""
+    if is_gpu_array(array):
+        return _cupy.asnumpy(array)
+    return np.asarray(array)
+
+
+def scatter_add(target, indices, values):
+    """``target[indices] += values`` with repeated indices summed (in place)."""
+    if is_gpu_array(target):
+        import cupyx
+        cupyx.scatter_add(target, indices, values)
+    else:
+        np.add.at(target, indices, values)
+
+
+# ---------------------------------------------------------------- randomness
+_seed = None
+_generators = {}
+
+
+def manual_seed(seed):
+    """Seed every random draw minitx makes (init, dropout) on every device."""
+    global _seed
+    _seed = int(seed)
+    _generators.clear()
+
+
+def rng(device="cpu"):
+    """The random generator of a device (``numpy.random.Generator`` or CuPy's)."""
+    device = normalize_device(device)
+    gen = _generators.get(device)
+    if gen is None:
+        seed = _seed if _seed is not None else np.random.SeedSequence().entropy % (2**63)
+        if device == "cpu":
+            gen = np.random.default_rng(seed)
+        else:
+            gen = array_module("gpu").random.default_rng(seed)
+        _generators[device] = gen
+    return gen
+
+
+def get_rng_state():
+    """The CPU generator's state as a JSON-serialisable dict (for checkpoints)."""
+    return rng("cpu").bit_generator.state
+
+
+def set_rng_state(state):
+    """Restore a state returned by :func:`get_rng_state`."""
+    rng("cpu").bit_generator.state = state
