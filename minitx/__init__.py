@@ -12,7 +12,7 @@ from .autograd.ops import __all__ as _ops_all
 from .backend import gpu_available, manual_seed
 from .creation import (arange, full, ones, ones_like, rand, randint, randn, tensor, zeros,
                        zeros_like)
-from .errors import (CheckpointError, DeviceError, DTypeError, GradcheckError, GraphError,
+from .errors import (CheckpointError, DeviceError, DTypeError, GradcheckError, GraphError, InputError,
                      MinitxError, ShapeError)
 
 __version__ = "0.1.0"
@@ -21,4 +21,7 @@ __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "g
            "directional_gradcheck", "manual_seed", "gpu_available", "backend", "tensor",
            "zeros", "ones", "full", "randn", "rand", "randint", "arange", "zeros_like",
            "ones_like", "MinitxError", "ShapeError", "DTypeError", "DeviceError",
-           "GraphError", "GradcheckError", "CheckpointError"] + list(_ops_all)
+           "GraphError", "GradcheckError", "CheckpointError", "InputError"] + list(_ops_all)
+
+from . import nn, optim  # noqa: E402
+from .checkpoint import load_checkpoint, save_checkpoint  # noqa: E402

@@ -11,8 +11,11 @@ from .autograd.tensor import DEFAULT_FLOAT, Tensor
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False):
-    """A new leaf Tensor from a list, scalar or array (Python floats -> float32)."""
-    return Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
+    """A new leaf Tensor with its own copy of a list, scalar or array (Python floats -> float32)."""
+    t = Tensor(data, requires_grad=requires_grad, dtype=dtype, device=device)
+    if t.data is (data.data if isinstance(data, Tensor) else data):
+        t._data = t.data.copy()   # asarray made no copy: never alias the caller's array
+    return t
 
 
 def _make(fill, shape, dtype, device, requires_grad):

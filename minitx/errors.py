@@ -33,3 +33,7 @@ class GradcheckError(MinitxError, AssertionError):
 
 class CheckpointError(MinitxError, ValueError):
     """A checkpoint file that is missing, truncated, corrupted or does not match the model."""
+
+
+class InputError(MinitxError, ValueError):
+    """An input whose values are invalid: token ids outside the vocabulary, bad options."""

@@ -52,8 +52,8 @@ def backward(root, grad, retain_graph=False):
                 if g is None or not t.requires_grad:
                     continue
                 if t.creator is None:  # a leaf: accumulate into .grad
-                    if t.grad is None:   # grads may share memory: never mutate them in place
-                        t.grad = Tensor._from_op(g, None)
+                    if t.grad is None:   # g may be shared or a broadcast view: keep a private copy
+                        t.grad = Tensor._from_op(g.copy(), None)
                     else:
                         t.grad.data = t.grad.data + g
                 else:

@@ -116,12 +116,12 @@ def directional_gradcheck(fn, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
 
 
 def _compare(what, analytic, numeric, atol, rtol):
-    err = np.abs(analytic - numeric)
-    bound = atol + rtol * np.abs(numeric)
-    bad = err > bound
     if analytic.shape != numeric.shape or np.isnan(analytic).any():
         raise GradcheckError(f"gradcheck: {what}: analytic gradient has shape {analytic.shape} "
                              f"or NaNs; expected finite values of shape {numeric.shape}")
+    err = np.abs(analytic - numeric)
+    bound = atol + rtol * np.abs(numeric)
+    bad = ~(err <= bound)          # NaN (a non-finite numeric derivative) counts as bad
     if bad.any():
         worst = np.unravel_index(np.argmax(err - bound), err.shape)
         raise GradcheckError(

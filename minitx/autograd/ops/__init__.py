@@ -5,7 +5,7 @@ file holds the ``Function`` subclasses and, below them, these wrappers.
 """
 from .elementwise import (add, astype, clone, div, exp, gelu, log, masked_fill, mul, neg,
                           pow, relu, sigmoid, sqrt, sub, tanh, where)
-from .linalg import matmul
+from .linalg import linear, matmul
 from .nn import (cross_entropy, dropout, embedding, layer_norm, log_softmax,
                  masked_softmax, softmax)
 from .reduce import logsumexp, max, mean, sum
@@ -14,7 +14,7 @@ from .shape import (concat, expand, getitem, permute, reshape, squeeze, stack,
 
 __all__ = [
     "add", "astype", "clone", "div", "exp", "gelu", "log", "masked_fill", "mul", "neg",
-    "pow", "relu", "sigmoid", "sqrt", "sub", "tanh", "where", "matmul", "cross_entropy",
+    "pow", "relu", "sigmoid", "sqrt", "sub", "tanh", "where", "linear", "matmul", "cross_entropy",
     "dropout", "embedding", "layer_norm", "log_softmax", "masked_softmax", "softmax",
     "logsumexp", "max", "mean", "sum", "concat", "expand", "getitem", "permute",
     "reshape", "squeeze", "stack", "transpose", "unsqueeze",

@@ -47,3 +47,38 @@ def matmul(a, b):
     if b.ndim == 1:
         out = reshape(out, out.shape[:-1])
     return out
+
+
+class Linear(Function):
+    """``x @ W.T (+ b)`` as one node: x (..., I), W (O, I) as in PyTorch, b (O,).
+
+    The leading axes of x are flattened so the product is one large matrix
+    multiply (one BLAS call) rather than a batch of small ones.
+    """
+
+    def forward(self, x, weight, *bias):
+        self.x, self.weight = x, weight
+        x2 = x.reshape(-1, x.shape[-1])                   # (N, I)
+        y = x2 @ weight.T                                 # (N, I) @ (I, O) -> (N, O)
+        if bias:
+            y += bias[0]
+        return y.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    def backward(self, g):
+        g2 = g.reshape(-1, g.shape[-1])                   # (N, O)
+        gx = (g2 @ self.weight).reshape(self.x.shape) if self.needs_grad[0] else None  # (N, O) @ (O, I)
+        gw = None
+        if self.needs_grad[1]:
+            gw = g2.T @ self.x.reshape(-1, self.x.shape[-1])  # (O, N) @ (N, I)
+        gb = (g2.sum(axis=0),) if len(self.inputs) == 3 else ()   # dy/db = 1
+        return (gx, gw) + gb
+
+
+def linear(x, weight, bias=None):
+    """Affine map ``x @ weight.T + bias``: x (..., I), weight (O, I), bias (O,) -> (..., O)."""
+    if weight.ndim != 2 or x.shape[-1:] != weight.shape[1:]:
+        raise ShapeError(f"linear: input of shape {x.shape} does not fit weight of shape "
+                         f"{weight.shape} (need input (..., {weight.shape[-1]}))")
+    if bias is None:
+        return Linear.apply(x, weight)
+    return Linear.apply(x, weight, bias)

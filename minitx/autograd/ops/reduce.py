@@ -3,6 +3,8 @@
 Their backward broadcasts the output gradient back over the reduced axes, so
 each first restores the reduced axes as size-1 dimensions (``_keep``).
 """
+import builtins
+
 from ...errors import ShapeError
 from ..function import Function
 
@@ -13,10 +15,11 @@ def normalize_axes(axis, ndim):
         return tuple(range(ndim))
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     out = []
+    n = builtins.max(ndim, 1)      # the builtin: this module's ``max`` is the op below
     for a in axes:
-        if not -ndim <= a < max(ndim, 1):
+        if not -ndim <= a < n:
             raise ShapeError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
-        out.append(a % max(ndim, 1))
+        out.append(a % n)
     return tuple(sorted(set(out)))
 
 

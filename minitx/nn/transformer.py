@@ -1,0 +1,194 @@
+"""Transformer stacks and the token-sequence wrappers.
+
+  Block                 pre-norm residual block: [LN -> self-attn] [LN -> cross-attn] [LN -> FF]
+  AttentionLayers       depth Blocks and a final LayerNorm; ``Encoder`` (bidirectional) and
+                        ``Decoder`` (causal, cross-attending) set its defaults
+  TransformerWrapper    token embedding + learned positions + layers (+ logits head)
+  AutoregressiveWrapper teacher forcing: tgt[:, :-1] in, tgt[:, 1:] as labels -> mean cross-entropy
+
+Defaults follow x-transformers' XTransformer: LayerNorm with a gain and no bias
+(eps 1e-5), bias-free q/k/v/out projections, feed-forward with biases and exact
+GELU, positions scaled by dim ** -0.5, bias-free logits head.
+"""
+import math
+
+import numpy as np
+
+from .. import backend
+from ..autograd import ops
+from ..autograd.tensor import Tensor
+from ..errors import DTypeError, InputError, ShapeError
+from .attention import Attention, KVCache
+from .layers import AbsolutePositionalEmbedding, Dropout, Embedding, FeedForward, LayerNorm, Linear
+from .module import Module, ModuleList
+
+
+class Block(Module):
+    """One pre-norm layer: x + Attn(LN(x)) [+ CrossAttn(LN(x), context)] + FF(LN(x))."""
+
+    def __init__(self, dim, heads, dim_head, ff_mult, causal, cross_attend,
+                 attn_dropout, ff_dropout, resid_dropout):
+        super().__init__()
+        self.attn_norm = LayerNorm(dim, bias=False)
+        self.attn = Attention(dim, heads, dim_head, causal=causal, dropout=attn_dropout)
+        self.cross_norm = LayerNorm(dim, bias=False) if cross_attend else None
+        self.cross_attn = Attention(dim, heads, dim_head, dropout=attn_dropout) if cross_attend else None
+        self.ff_norm = LayerNorm(dim, bias=False)
+        self.ff = FeedForward(dim, mult=ff_mult, dropout=ff_dropout)
+        self.resid_dropout = Dropout(resid_dropout)
+
+    def forward(self, x, mask=None, context=None, context_mask=None, cache=None):
+        """x (B, T, D), context (B, S, D) -> (B, T, D); ``cache`` a (self, cross) KVCache pair."""
+        self_cache, cross_cache = cache if cache is not None else (None, None)
+        x = x + self.resid_dropout(self.attn(self.attn_norm(x), mask=mask, cache=self_cache))
+        if self.cross_attn is not None:
+            h = self.cross_attn(self.cross_norm(x), context=context, context_mask=context_mask, cache=cross_cache)
+            x = x + self.resid_dropout(h)
+        return x + self.resid_dropout(self.ff(self.ff_norm(x)))
+
+
+class AttentionLayers(Module):
+    """``depth`` pre-norm Blocks followed by a final LayerNorm (gain only)."""
+
+    def __init__(self, dim, depth, heads=8, dim_head=64, ff_mult=4, causal=False, cross_attend=False,
+                 attn_dropout=0.0, ff_dropout=0.0, resid_dropout=0.0):
+        super().__init__()
+        self.dim, self.depth, self.causal, self.cross_attend = dim, depth, causal, cross_attend
+        self.layers = ModuleList(
+            Block(dim, heads, dim_head, ff_mult, causal, cross_attend, attn_dropout, ff_dropout, resid_dropout)
+            for _ in range(depth))
+        self.final_norm = LayerNorm(dim, bias=False)
+
+    def forward(self, x, mask=None, context=None, context_mask=None, cache=None):
+        """x (B, T, D) -> (B, T, D); ``cache`` a list with one KVCache pair per layer."""
+        if self.cross_attend and context is None:
+            raise InputError("this decoder cross-attends: pass context=(B, S, D) encoder output")
+        for i, layer in enumerate(self.layers):
+            x = layer(x, mask=mask, context=context, context_mask=context_mask,
+                      cache=None if cache is None else cache[i])
+        return self.final_norm(x)
+
+    def new_cache(self):
+        """Empty key/value caches, one (self, cross) pair per layer."""
+        return [(KVCache(), KVCache()) for _ in range(self.depth)]
+
+
+class Encoder(AttentionLayers):
+    """Bidirectional self-attention stack (no causal mask, no cross-attention)."""
+
+    def __init__(self, dim, depth, **kwargs):
+        super().__init__(dim, depth, causal=False, cross_attend=False, **kwargs)
+
+
+class Decoder(AttentionLayers):
+    """Causal self-attention, cross-attention to a context, feed-forward, per layer."""
+
+    def __init__(self, dim, depth, cross_attend=True, **kwargs):
+        super().__init__(dim, depth, causal=True, cross_attend=cross_attend, **kwargs)
+
+
+def token_ids(x, name, num_tokens, device):
+    """Validate token ids ``x`` (B, T) and return them as an integer array on ``device``."""
+    data = x.data if isinstance(x, Tensor) else x
+    if not hasattr(data, "dtype"):
+        data = np.asarray(data)
+    if data.dtype.kind not in "iu":
+        raise DTypeError(f"{name} must hold integer token ids, got dtype {data.dtype}; "
+                         "convert with .astype(int) (floats are not token ids)")
+    if data.ndim != 2:
+        raise ShapeError(f"{name} must have shape (batch, length), got {tuple(data.shape)}")
+    if not backend.is_gpu_array(data) and data.size:      # a host array: checking costs no sync
+        lo, hi = int(data.min()), int(data.max())
+        if lo < 0 or hi >= num_tokens:
+            bad = lo if lo < 0 else hi
+            raise InputError(f"{name} holds token id {bad}, outside the vocabulary [0, {num_tokens})")
+    return backend.to_device(data, device) if backend.device_of(data) != device else data
+
+
+def bool_mask(m, name, shape, device):
+    """Validate a boolean mask of ``shape`` and return it as an array on ``device``."""
+    if m is None:
+        return None
+    data = m.data if isinstance(m, Tensor) else m
+    if not hasattr(data, "dtype"):
+        data = np.asarray(data)
+    if data.dtype.kind != "b":
+        raise DTypeError(f"{name} must be boolean (True = real token), got dtype {data.dtype}")
+    if tuple(data.shape) != tuple(shape):
+        raise ShapeError(f"{name} has shape {tuple(data.shape)} but the tokens have shape {tuple(shape)}")
+    return backend.to_device(data, device) if backend.device_of(data) != device else data
+
+
+class TransformerWrapper(Module):
+    """Tokens (B, T) -> logits (B, T, V): token embedding + positions + layers + head.
+
+    ``TransformerWrapper(num_tokens, max_seq_len, attn_layers, emb_dropout=0.0, logits=True)``.
+    The token embedding is initialised N(0, 2/dim) as in x-transformers; the
+    logits head is a bias-free Linear (absent with ``logits=False``).
+    """
+
+    def __init__(self, num_tokens, max_seq_len, attn_layers, emb_dropout=0.0, logits=True):
+        super().__init__()
+        dim = attn_layers.dim
+        self.num_tokens, self.max_seq_len = num_tokens, max_seq_len
+        self.token_emb = Embedding(num_tokens, dim, std=math.sqrt(2.0 / dim))
+        self.pos_emb = AbsolutePositionalEmbedding(dim, max_seq_len)
+        self.emb_dropout = Dropout(emb_dropout)
+        self.attn_layers = attn_layers
+        self.to_logits = Linear(dim, num_tokens, bias=False) if logits else None
+
+    def forward(self, x, mask=None, context=None, context_mask=None, cache=None, return_embeddings=False):
+        """x (B, T) ints -> logits (B, T, V), or embeddings (B, T, D) with ``return_embeddings``.
+
+        With a ``cache`` (from ``attn_layers.new_cache()``), ``x`` holds only the
+        new positions, which continue after the cached ones.
+        """
+        dev = self.token_emb.weight.device
+        ids = token_ids(x, "tokens", self.num_tokens, dev)
+        B, T = ids.shape
+        mask = bool_mask(mask, "mask", (B, T), dev)
+        offset = 0 if cache is None else cache[0][0].length
+        h = self.token_emb(ids) + self.pos_emb(T, offset)                    # (B, T, D)
+        h = self.attn_layers(self.emb_dropout(h), mask=mask, context=context,
+                             context_mask=context_mask, cache=cache)
+        if return_embeddings or self.to_logits is None:
+            return h
+        return self.to_logits(h)                                             # (B, T, V)
+
+
+class AutoregressiveWrapper(Module):
+    """Teacher forcing: ``loss = wrapper(tgt, context=..., context_mask=...)``.
+
+    Feeds ``tgt[:, :-1]`` (with ``ignore_index`` replaced by ``pad_value``) and
+    scores the predictions against ``tgt[:, 1:]``; the mean cross-entropy skips
+    labels equal to ``ignore_index``.
+    """
+
+    def __init__(self, net, ignore_index=-100, pad_value=0, label_smoothing=0.0):
+        super().__init__()
+        self.net = net
+        self.ignore_index, self.pad_value, self.label_smoothing = ignore_index, pad_value, label_smoothing
+
+    def forward(self, tgt, context=None, context_mask=None):
+        """tgt (B, T+1) ints -> scalar loss."""
+        data = tgt.data if isinstance(tgt, Tensor) else np.asarray(tgt) if not hasattr(tgt, "dtype") else tgt
+        if data.ndim != 2 or data.shape[1] < 2:
+            raise ShapeError(f"tgt must have shape (batch, length >= 2), got {tuple(data.shape)}")
+        if data.dtype.kind not in "iu":
+            raise DTypeError(f"tgt must hold integer token ids, got dtype {data.dtype}")
+        xp = backend.get_array_module(data)
+        if xp is np and data.size:
+            real = data[data != self.ignore_index]
+            if real.size and (real.min() < 0 or real.max() >= self.net.num_tokens):
+                bad = int(real.min()) if real.min() < 0 else int(real.max())
+                raise InputError(f"tgt holds token id {bad}, outside the vocabulary [0, "
+                                 f"{self.net.num_tokens}) and not ignore_index ({self.ignore_index})")
+        inp, labels = data[:, :-1], data[:, 1:]
+        inp = xp.where(inp == self.ignore_index, self.pad_value, inp)
+        if inp.shape[1] > self.net.max_seq_len:
+            raise ShapeError(f"tgt has length {data.shape[1]}: the decoder reads {inp.shape[1]} positions "
+                             f"but its max_seq_len is {self.net.max_seq_len}")
+        logits = self.net(inp, context=context, context_mask=context_mask)   # (B, T, V)
+        labels = backend.to_device(labels, logits.device) if backend.device_of(labels) != logits.device else labels
+        return ops.cross_entropy(logits, labels, ignore_index=self.ignore_index,
+                                 label_smoothing=self.label_smoothing)

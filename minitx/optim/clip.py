@@ -1,0 +1,52 @@
+"""Gradient clipping: by global norm and by value, on device, without a host sync.
+
+Both functions give each clipped parameter a *new* gradient array
+(``p.grad.data = ...``) instead of writing into the old one, because the engine
+may share one gradient array between several tensors.
+"""
+from ..autograd.tensor import Tensor
+
+
+def _with_grads(params):
+    params = [params] if isinstance(params, Tensor) else list(params)
+    return [p for p in params if p.grad is not None]
+
+
+def clip_grad_norm_(params, max_norm, norm_type=2.0):
+    """Scale gradients so that their global norm is at most ``max_norm``; return the norm.
+
+    The global norm is the ``norm_type``-norm (``float('inf')`` for max-abs) of
+    all gradients taken together.  Every gradient is multiplied by
+    ``min(1, max_norm / (total + 1e-6))``, computed on the device, so no value
+    is copied to the host.  ``params``: a Tensor or an iterable of Tensors
+    (those without a gradient are skipped).  Returns the norm *before*
+    clipping as a 0-d Tensor on the gradients' device (``.item()`` to read it).
+    """
+    if not max_norm >= 0.0:
+        raise ValueError(f"invalid max_norm: {max_norm} (must be >= 0)")
+    norm_type = float(norm_type)
+    if not norm_type > 0.0:
+        raise ValueError(f"invalid norm_type: {norm_type} (must be > 0 or inf)")
+    params = _with_grads(params)
+    if not params:
+        return Tensor(0.0)
+    xp = params[0].xp
+    norms = xp.stack([xp.linalg.norm(p.grad.data.ravel(), norm_type) for p in params])
+    total = xp.linalg.norm(norms, norm_type)       # norm of per-tensor norms = global norm
+    coef = xp.minimum(1.0, max_norm / (total + 1e-6))
+    for p in params:
+        g = p.grad.data
+        p.grad.data = g * coef.astype(g.dtype)
+    return Tensor(total)
+
+
+def clip_grad_value_(params, clip_value):
+    """Clamp every gradient element to ``[-clip_value, clip_value]`` (new arrays, on device).
+
+    ``params``: a Tensor or an iterable of Tensors (those without a gradient are
+    skipped); ``clip_value`` >= 0.  Returns None.
+    """
+    if not clip_value >= 0.0:
+        raise ValueError(f"invalid clip_value: {clip_value} (must be >= 0)")
+    for p in _with_grads(params):
+        p.grad.data = p.xp.clip(p.grad.data, -clip_value, clip_value)
