@@ -75,10 +75,10 @@ def test_adam_worked_example(device):
     grads = [np.array([0.5, -1.0, 2.0]), np.array([0.1, 0.2, -0.3]), np.array([-1.0, 0.0, 1.0])]
     p = param(p0, device)
     opt = Adam([p], lr=0.1)
-    run_steps(opt, [p], grads[:1])
+    run_steps(opt, [p], [grads[:1]])
     # Adam's first step moves each weight by lr against the sign of its gradient
     np.testing.assert_allclose(p.numpy(), p0 - 0.1 * np.sign(grads[0]), atol=1e-7)
-    run_steps(opt, [p], grads[1:])
+    run_steps(opt, [p], [[g] for g in grads[1:]])
     expected = ref_adam(p0, grads, 0.1, (0.9, 0.999), 1e-8, 0.0, decoupled=False)
     np.testing.assert_allclose(p.numpy(), expected, rtol=1e-12)
     assert opt.state[id(p)]["step"] == 3
@@ -368,3 +368,18 @@ def test_minimises_a_quadratic(device, make_opt):
     final = ((p - target) ** 2).sum().item()
     assert final < 1e-3 * first
     assert p.dtype == np.float32
+
+
+def test_gradient_of_wrong_shape_raises(device):
+    p = param(np.zeros(3), device)
+    set_grad(p, [1.0, 2.0])
+    with pytest.raises(ValueError, match="shape"):
+        Adam([p]).step()
+
+
+def test_loading_another_optimizers_state_raises(device):
+    p = param(np.ones(2), device)
+    sgd = SGD([p], lr=0.1, momentum=0.9)
+    run_steps(sgd, [p], [[np.ones(2)]])
+    with pytest.raises(ValueError, match="param group 0"):
+        Adam([p]).load_state_dict(sgd.state_dict())

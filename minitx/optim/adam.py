@@ -48,11 +48,11 @@ class Adam(Optimizer):
             if self._decoupled:
                 arr *= 1.0 - lr * wd              # AdamW: p -= lr * wd * p
             else:
-                g = xp.multiply(arr, wd)          # Adam: g + wd * p (a new array)
+                g = xp.multiply(arr, wd, out=xp.empty_like(arr))   # Adam: g + wd * p
                 g += grad
                 grad = g
 
-        tmp = xp.multiply(grad, 1.0 - b1)         # the one scratch array of the step
+        tmp = xp.multiply(grad, 1.0 - b1, out=xp.empty_like(arr))   # the step's one scratch array
         m *= b1
         m += tmp                                  # m = b1 m + (1 - b1) g
         xp.multiply(grad, grad, out=tmp)

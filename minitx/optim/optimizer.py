@@ -18,6 +18,7 @@ saved as NumPy copies and moved to each parameter's device on load.
 """
 from .. import backend
 from ..autograd.tensor import Tensor
+from ..errors import ShapeError
 
 
 class Optimizer:
@@ -60,7 +61,7 @@ class Optimizer:
             if not isinstance(p, Tensor):
                 raise TypeError(f"optimizer params must be Tensors, got {type(p).__name__}")
             if id(p) in seen:
-                raise ValueError("a parameter appears more than once in the optimizer's param groups")
+                raise ValueError("a parameter appears twice in the optimizer's param groups")
             seen.add(id(p))
         full = {**self.defaults, **group, "params": params}
         self._check(full)
@@ -88,6 +89,9 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
+                if p.grad.shape != p.shape:
+                    raise ShapeError(f"gradient of shape {p.grad.shape} for a parameter of "
+                                     f"shape {p.shape}")
                 self._update(p, p.grad.data, self.state.setdefault(id(p), {}), group)
                 p.bump_version()
 
@@ -121,6 +125,10 @@ class Optimizer:
                              f"the optimizer has {len(self.param_groups)}")
         params = []
         for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            unknown = set(saved) - set(self.defaults) - {"params", "initial_lr"}
+            if unknown:
+                raise ValueError(f"param group {i}: unknown hyperparameter(s) {sorted(unknown)} "
+                                 f"(a state dict of another optimizer?)")
             if len(saved["params"]) != len(group["params"]):
                 raise ValueError(f"param group {i}: state dict has {len(saved['params'])} params, "
                                  f"the optimizer has {len(group['params'])}")
@@ -133,8 +141,13 @@ class Optimizer:
                                  f"has only {len(params)} params")
             p = params[index]
             new_state[id(p)] = {k: _to_param(v, p, index, k) for k, v in entry.items()}
-        for saved, group in zip(saved_groups, self.param_groups):
-            group.update({k: v for k, v in saved.items() if k != "params"})
+        merged = [{**group, **{k: tuple(v) if isinstance(v, list) else v   # JSON made betas a list
+                               for k, v in saved.items() if k != "params"}}
+                  for saved, group in zip(saved_groups, self.param_groups)]
+        for group in merged:
+            self._check(group)
+        for group, new in zip(self.param_groups, merged):
+            group.update(new)
         self.state = new_state
 
     def __repr__(self):
@@ -164,5 +177,3 @@ def _to_param(value, p, index, name):
         value = backend.to_device(value, p.device)
     return p.xp.array(value, dtype=p.dtype)   # always a copy: never alias the caller's dict
 
-
-__all__ = ["Optimizer"]

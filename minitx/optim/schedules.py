@@ -125,6 +125,7 @@ class ConstantLR(LRScheduler):
         super().__init__(optimizer)
 
     def factor(self, step):
+        """The multiplier of the base lr at ``step``."""
         return warmup_factor(step, self.warmup_steps)
 
 
@@ -142,6 +143,7 @@ class WarmupCosine(LRScheduler):
         super().__init__(optimizer)
 
     def factor(self, step):
+        """The multiplier of the base lr at ``step``."""
         return warmup_cosine_factor(step, self.warmup_steps, self.total_steps, self.min_lr_ratio)
 
 
@@ -154,6 +156,7 @@ class WarmupInverseSqrt(LRScheduler):
         super().__init__(optimizer)
 
     def factor(self, step):
+        """The multiplier of the base lr at ``step``."""
         return warmup_inverse_sqrt_factor(step, self.warmup_steps)
 
 
@@ -181,4 +184,5 @@ class NoamLR(LRScheduler):
         return noam_lr(step, self.d_model, self.warmup_steps, self.scale)
 
     def lr_at(self, step):
+        """Noam's lr at ``step`` for every param group (base lrs are ignored)."""
         return [self.factor(step)] * len(self.base_lrs)

@@ -34,7 +34,7 @@ class SGD(Optimizer):
         lr, momentum, wd = group["lr"], group["momentum"], group["weight_decay"]
         d, owned = grad, False          # `owned`: d is our temporary, safe to change
         if wd != 0.0:
-            d = xp.multiply(arr, wd)    # g + wd * p, one temporary
+            d = xp.multiply(arr, wd, out=xp.empty_like(arr))   # g + wd * p, a new array
             d += grad
             owned = True
         if momentum != 0.0:
@@ -46,7 +46,7 @@ class SGD(Optimizer):
                 buf *= momentum
                 buf += d
             if group["nesterov"]:
-                d_new = xp.multiply(buf, momentum)
+                d_new = xp.multiply(buf, momentum, out=xp.empty_like(arr))
                 d_new += d
                 d, owned = d_new, True
             else:

@@ -131,8 +131,11 @@ class Sigmoid(Function):
     saves_inputs = False
 
     def forward(self, x):
-        # 1/(1+e^-x) written as (1 + tanh(x/2))/2: no overflow for large |x|
-        self.y = 0.5 * (1 + self.xp.tanh(0.5 * x))
+        # 1/(1+e^-x) = e^x/(1+e^x) for x < 0; with e = e^-|x| <= 1 there is no overflow
+        # and small outputs keep their relative precision (1 + tanh(x/2) would round to 0)
+        xp = self.xp
+        e = xp.exp(-xp.abs(x))
+        self.y = xp.where(x >= 0, e.dtype.type(1), e) / (1 + e)
         return self.y
 
     def backward(self, g):
