@@ -171,3 +171,9 @@ def get_rng_state():
 def set_rng_state(state):
     """Restore a state returned by :func:`get_rng_state`."""
     rng("cpu").bit_generator.state = state
+
+
+def synchronize(device):
+    """Wait until queued GPU work is done (no-op on the CPU); for timing only."""
+    if normalize_device(device) == "gpu":
+        array_module("gpu").cuda.Device().synchronize()

@@ -193,7 +193,7 @@ def test_state_dict_round_trip(device):
 
 
 @given(st.integers(1, 4), st.integers(1, 4))
-def test_state_dict_round_trip_converts_dtype_and_device(dim, out):
+def test_state_dict_round_trip_casts_dtype_and_accepts_tensors(dim, out):
     src = Tiny(dim=dim, out=out).double()
     dst = Tiny(dim=dim, out=out)                                      # float32
     dst.load_state_dict({k: minitx.tensor(v) for k, v in src.state_dict().items()})   # Tensors work too

@@ -147,6 +147,12 @@ def test_dropout_scales_kept_values_and_gradient_equals_mask(device, a, p, seed)
     y.sum().backward()
     np.testing.assert_allclose(x.grad.numpy(), kept / (1 - p), rtol=1e-12)   # d(x * mask)/dx = mask
 
+    def same_mask_dropout(t):            # re-seeding draws the same mask on every call
+        minitx.manual_seed(seed)
+        return minitx.dropout(t, p=p)
+
+    assert minitx.gradcheck(same_mask_dropout, x)
+
 
 def test_dropout_drops_about_p(device):
     minitx.manual_seed(0)

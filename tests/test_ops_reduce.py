@@ -50,6 +50,11 @@ def test_sum_and_mean(device, name, data, keepdims):
     np.testing.assert_allclose(out.numpy(), ref(a, axis=axis, keepdims=keepdims), rtol=1e-12, atol=1e-12)
     assert minitx.gradcheck(lambda t: op(t, axis=axis, keepdims=keepdims), x)
     assert x.grad.shape == a.shape
+    # exactly: d sum / dx = 1, d mean / dx = 1 / (number of elements averaged)
+    x.grad = None
+    op(x, axis, keepdims).sum().backward()
+    count = a.size / max(np.sum(a, axis=axis, keepdims=True).size, 1) if name == "mean" else 1.0
+    np.testing.assert_allclose(x.grad.numpy(), np.full(a.shape, 1.0 / count), rtol=1e-14)
 
 
 @given(data=st.data(), keepdims=st.booleans())
