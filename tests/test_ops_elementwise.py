@@ -161,18 +161,25 @@ def test_gelu_matches_math_erf_in_float64(device, a):
     np.testing.assert_allclose(y, _gelu_reference(a), rtol=1e-12, atol=1e-12)
 
 
+def _assert_float32_accurate(y, a):
+    """Error within 3 float32 eps * max(|x|, 1): PyTorch's own float32 GELU reaches 2.9."""
+    err = np.abs(y.astype(np.float64) - _gelu_reference(a))
+    bound = 3 * np.finfo(np.float32).eps * np.maximum(np.abs(a.astype(np.float64)), 1.0)
+    assert (err <= bound).all(), f"worst error {err.max():.3g} at x = {a.flat[np.argmax(err - bound)]}"
+
+
 @given(a=arrays(shapes(), dtype=np.float32, min_value=-8.0, max_value=8.0))
 def test_gelu_matches_math_erf_to_float32_precision(device, a):
     y = minitx.gelu(minitx.tensor(a, device=device)).numpy()
     assert y.dtype == np.float32
-    np.testing.assert_allclose(y, _gelu_reference(a), rtol=1e-6, atol=5e-7)
+    _assert_float32_accurate(y, a)
 
 
 def test_gelu_float32_dense_sweep(device):
     # Hypothesis may miss the worst inputs; a dense sweep over the tails does not
     a = np.linspace(-8, 8, 16001, dtype=np.float32)
     y = minitx.gelu(minitx.tensor(a, device=device)).numpy()
-    np.testing.assert_allclose(y, _gelu_reference(a), rtol=1e-6, atol=5e-7)
+    _assert_float32_accurate(y, a)
 
 
 def test_gelu_tanh_formula(T):

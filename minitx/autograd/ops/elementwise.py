@@ -164,8 +164,11 @@ class Gelu(Function):
         if approximate == "tanh":
             self.t = self.xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
             return 0.5 * x * (1 + self.t)
-        self.cdf = 0.5 * (1 + erf(x / _SQRT_2))          # Phi(x)
-        return x * self.cdf
+        cdf = erf(x * (1.0 / _SQRT_2))                   # Phi(x) = (1 + erf(x / sqrt 2)) / 2
+        cdf += 1.0
+        cdf *= 0.5
+        self.cdf = cdf
+        return x * cdf
 
     def backward(self, g):
         x = self.x
@@ -173,8 +176,14 @@ class Gelu(Function):
             # d/dx 0.5 x (1 + t) = 0.5 (1 + t) + 0.5 x (1 - t^2) u',  u' = c (1 + 3 * 0.044715 x^2)
             du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
             return (g * (0.5 * (1 + self.t) + 0.5 * x * (1 - self.t * self.t) * du),)
-        pdf = _INV_SQRT_2PI * self.xp.exp(-0.5 * x * x)  # phi(x)
-        return (g * (self.cdf + x * pdf),)                # d x Phi(x) = Phi + x phi
+        d = x * x                                        # d x Phi(x) = Phi + x phi, in place:
+        d *= -0.5
+        self.xp.exp(d, out=d)
+        d *= _INV_SQRT_2PI                               # phi(x)
+        d *= x
+        d += self.cdf
+        d *= g
+        return (d,)
 
 
 class Astype(Function):
