@@ -137,6 +137,24 @@ def scatter_add(target, indices, values):
         np.add.at(target, indices, values)
 
 
+def add_rows(target, rows, values):
+    """``target[rows[i]] += values[i]`` for every i, repeated rows summed (in place).
+
+    target (V, D), rows (N,) ints, values (N, D).  On the CPU this sorts the rows
+    and sums each run with one ``add.reduceat`` (many times faster than
+    ``np.add.at``); on the GPU it is CuPy's scatter-add.
+    """
+    if is_gpu_array(target):
+        return scatter_add(target, rows, values)
+    if rows.size == 0:
+        return target
+    order = np.argsort(rows, kind="stable")
+    sorted_rows = rows[order]
+    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+    target[sorted_rows[starts]] += np.add.reduceat(values[order], starts, axis=0)
+    return target
+
+
 # ---------------------------------------------------------------- randomness
 _seed = None
 _generators = {}

@@ -6,28 +6,29 @@ Masks use True = attend.  Masked scores are set to the dtype's most negative
 finite value (never -inf), and a query whose keys are all masked outputs zeros
 with zero gradient (``masked_softmax``).
 """
+from .. import backend
 from ..autograd import ops
 from ..autograd.tensor import Tensor
 from ..errors import DTypeError, ShapeError
-from .layers import Dropout, Linear
+from .layers import Linear
 from .module import Module
 
 
 class KVCache:
     """Keys and values of one attention layer kept between decoding steps.
 
-    Self-attention appends the new step's keys/values; cross-attention computes
+    ``kv`` (B, S, 2 * heads * dim_head) holds the projected keys and values
+    side by side.  Self-attention appends each step's; cross-attention computes
     them from the encoder output once and reuses them.
     """
 
     def __init__(self):
-        self.k = None   # (B, H, S, E)
-        self.v = None
+        self.kv = None
 
     @property
     def length(self):
         """Number of cached positions."""
-        return 0 if self.k is None else self.k.shape[2]
+        return 0 if self.kv is None else self.kv.shape[1]
 
 
 def causal_mask(xp, T, S):
@@ -69,11 +70,17 @@ class Attention(Module):
         self.to_k = Linear(dim_context or dim, inner, bias=bias)
         self.to_v = Linear(dim_context or dim, inner, bias=bias)
         self.to_out = Linear(inner, dim, bias=bias)
-        self.attn_dropout = Dropout(dropout)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"Attention: dropout must be in [0, 1), got {dropout}")
+        self.dropout = dropout                   # on the attention probabilities
 
-    def _split_heads(self, t):
-        B, N, _ = t.shape
-        return t.reshape(B, N, self.heads, self.dim_head).permute(0, 2, 1, 3)   # (B, H, N, E)
+    def _project(self, x, layers):
+        """One matmul for several projections of ``x``: (B, N, D) -> (B, N, len(layers) * I)."""
+        if len(layers) == 1:
+            return layers[0](x)
+        w = ops.concat([m.weight for m in layers], axis=0)                     # (k I, D)
+        b = None if layers[0].bias is None else ops.concat([m.bias for m in layers], axis=0)
+        return ops.linear(x, w, b)
 
     def forward(self, x, context=None, mask=None, context_mask=None, attn_mask=None, cache=None):
         """x (B, T, D) -> (B, T, D).
@@ -86,25 +93,29 @@ class Attention(Module):
         """
         B, T, _ = x.shape
         is_cross = context is not None
-        q = self._split_heads(self.to_q(x) * self.scale)                        # (B, H, T, E)
-        if is_cross and cache is not None and cache.k is not None:
-            k, v = cache.k, cache.v                                             # computed once
+        if not is_cross and cache is None:
+            inputs = (self._project(x, (self.to_q, self.to_k, self.to_v)),)     # (B, T, 3I)
+            S = T
         else:
-            kv_in = context if is_cross else x
-            k = self._split_heads(self.to_k(kv_in))                             # (B, H, S_new, E)
-            v = self._split_heads(self.to_v(kv_in))
-            if cache is not None:
-                if not is_cross and cache.k is not None:
-                    k = ops.concat([cache.k, k], axis=2)                        # (B, H, S, E)
-                    v = ops.concat([cache.v, v], axis=2)
-                cache.k, cache.v = k, v
-        S = k.shape[2]
+            q = self.to_q(x)                                                    # (B, T, I)
+            if is_cross and cache is not None and cache.kv is not None:
+                kv = cache.kv                                                   # computed once
+            else:
+                kv = self._project(context if is_cross else x, (self.to_k, self.to_v))  # (B, S_new, 2I)
+                if cache is not None:
+                    if not is_cross and cache.kv is not None:
+                        kv = ops.concat([cache.kv, kv], axis=1)                 # (B, S, 2I)
+                    cache.kv = kv
+            inputs = (q, kv)
+            S = kv.shape[1]
         keep = self._keep_mask(x.xp, B, T, S, is_cross, mask, context_mask, attn_mask)
-        scores = q @ k.transpose(-1, -2)                                        # (B, H, T, E) @ (B, H, E, S)
-        probs = ops.softmax(scores, -1) if keep is None else ops.masked_softmax(scores, keep)
-        probs = self.attn_dropout(probs)
-        out = probs @ v                                                         # (B, H, T, S) @ (B, H, S, E)
-        out = out.permute(0, 2, 1, 3).reshape(B, T, self.heads * self.dim_head)  # (B, T, H*E)
+        drop = None
+        if self.training and self.dropout > 0:
+            gen = backend.rng(x.device)
+            drop = (gen.random((B, self.heads, T, S), dtype=x.xp.float32) >= self.dropout)
+            drop = drop.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.dropout))
+        out = ops.scaled_dot_product_attention(*inputs, heads=self.heads, scale=self.scale,
+                                               keep=keep, dropout_mask=drop)    # (B, T, H*E)
         return self.to_out(out)
 
     def _keep_mask(self, xp, B, T, S, is_cross, mask, context_mask, attn_mask):
@@ -123,4 +134,4 @@ class Attention(Module):
         return keep
 
     def extra_repr(self):
-        return f"heads={self.heads}, dim_head={self.dim_head}, causal={self.causal}"
+        return f"heads={self.heads}, dim_head={self.dim_head}, causal={self.causal}, dropout={self.dropout}"

@@ -3,6 +3,7 @@
 Each family lives in its own file (elementwise, reduce, shape, linalg, nn); a
 file holds the ``Function`` subclasses and, below them, these wrappers.
 """
+from .attention import scaled_dot_product_attention
 from .elementwise import (add, astype, clone, div, exp, gelu, log, masked_fill, mul, neg,
                           pow, relu, sigmoid, sqrt, sub, tanh, where)
 from .linalg import linear, matmul
@@ -16,6 +17,6 @@ __all__ = [
     "add", "astype", "clone", "div", "exp", "gelu", "log", "masked_fill", "mul", "neg",
     "pow", "relu", "sigmoid", "sqrt", "sub", "tanh", "where", "linear", "matmul", "cross_entropy",
     "dropout", "embedding", "layer_norm", "log_softmax", "masked_softmax", "softmax",
-    "logsumexp", "max", "mean", "sum", "concat", "expand", "getitem", "permute",
+    "scaled_dot_product_attention", "logsumexp", "max", "mean", "sum", "concat", "expand", "getitem", "permute",
     "reshape", "squeeze", "stack", "transpose", "unsqueeze",
 ]

@@ -80,7 +80,7 @@ class EmbeddingLookup(Function):
     def backward(self, g):
         D = g.shape[-1]
         grad = self.xp.zeros((self.vocab, D), dtype=g.dtype)
-        backend.scatter_add(grad, self.indices.reshape(-1), g.reshape(-1, D))  # repeats add up
+        backend.add_rows(grad, self.indices.reshape(-1), g.reshape(-1, D))  # repeats add up
         return (grad,)
 
 
@@ -97,32 +97,43 @@ class Dropout(Function):
 
 
 class LayerNorm(Function):
-    """Normalise the last axis to zero mean and unit variance, then scale (and shift)."""
+    """Normalise the last axis to zero mean and unit variance, then scale (and shift).
+
+    Row means and row dot products are matrix-vector products (one BLAS call,
+    no temporary) and the rest runs in place, so a call makes few passes.
+    """
 
     def forward(self, x, weight, *bias, eps):
         xp = self.xp
-        mu = x.mean(axis=-1, keepdims=True)
-        xc = x - mu
-        var = (xc * xc).mean(axis=-1, keepdims=True)
-        self.rstd = 1.0 / xp.sqrt(var + eps)             # (..., 1)
-        self.xhat = xc * self.rstd                       # (..., D)
-        self.weight = weight
-        y = self.xhat * weight
+        D = x.shape[-1]
+        x2 = x.reshape(-1, D)                                   # (N, D)
+        inv_d = xp.full(D, 1.0 / D, dtype=x.dtype)
+        xc = x2 - (x2 @ inv_d)[:, None]                         # x - mean
+        var = xp.einsum("nd,nd->n", xc, xc) / D                 # (N,)
+        rstd = 1.0 / xp.sqrt(var + eps)
+        xc *= rstd[:, None]                                     # xhat, in place
+        self.xhat, self.rstd, self.weight, self.inv_d = xc, rstd, weight, inv_d
+        y = xc * weight
         if bias:
             y += bias[0]
-        return y
+        return y.reshape(x.shape)
 
     def backward(self, g):
+        xp = self.xp
         xhat, rstd = self.xhat, self.rstd
-        lead = tuple(range(g.ndim - 1))
-        gw = (g * xhat).sum(axis=lead) if self.needs_grad[1] else None    # dy/dw = xhat
-        gb = (g.sum(axis=lead),) if len(self.inputs) == 3 else ()         # dy/db = 1
+        g2 = g.reshape(xhat.shape)                              # (N, D)
+        gw = xp.einsum("nd,nd->d", g2, xhat) if self.needs_grad[1] else None   # dy/dw = xhat
+        gb = (g2.sum(axis=0),) if len(self.inputs) == 3 else ()                 # dy/db = 1
         gx = None
         if self.needs_grad[0]:
-            gh = g * self.weight                                          # dL/dxhat
-            # dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat))
-            gx = rstd * (gh - gh.mean(axis=-1, keepdims=True)
-                         - xhat * (gh * xhat).mean(axis=-1, keepdims=True))
+            gh = g2 * self.weight                               # dL/dxhat
+            m1 = gh @ self.inv_d                                # mean(gh)          (N,)
+            m2 = xp.einsum("nd,nd->n", gh, xhat) / xhat.shape[1]   # mean(gh * xhat)  (N,)
+            # dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat)), in place in gh
+            gh -= xhat * m2[:, None]
+            gh -= m1[:, None]
+            gh *= rstd[:, None]
+            gx = gh.reshape(g.shape)
         return (gx, gw) + gb
 
 

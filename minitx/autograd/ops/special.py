@@ -26,7 +26,7 @@ _SERIES_TERMS = 60
 _CF_TERMS = 60
 
 
-def _erf_float32(x, xp):
+def _erf_float32(x, xp, out=None):
     dt = x.dtype.type
     x = xp.clip(x, dt(-4.0), dt(4.0))
     x2 = x * x
@@ -41,8 +41,7 @@ def _erf_float32(x, xp):
         q += dt(b)
         q *= x2
     q += dt(_BETA[0])
-    p /= q
-    return p
+    return xp.divide(p, q, out=out)
 
 
 def _erf_float64(x, xp):
@@ -67,9 +66,16 @@ def _erf_float64(x, xp):
     return xp.where(small, series, tail)
 
 
-def erf(x):
-    """Elementwise error function of a numpy/cupy array (dtype preserved)."""
+def erf(x, out=None):
+    """Elementwise error function of a numpy/cupy array (dtype preserved; ``out`` optional)."""
     xp = get_array_module(x)
     if x.dtype == xp.float64:
-        return _erf_float64(x, xp)
-    return _erf_float32(x.astype(xp.float32, copy=False), xp).astype(x.dtype, copy=False)
+        y = _erf_float64(x, xp)
+    elif x.dtype == xp.float32:
+        return _erf_float32(x, xp, out)
+    else:
+        y = _erf_float32(x.astype(xp.float32), xp).astype(x.dtype)
+    if out is None:
+        return y
+    out[...] = y
+    return out

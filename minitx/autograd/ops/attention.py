@@ -1,0 +1,84 @@
+"""Scaled dot-product attention as one fused op: heads split, scores, mask,
+softmax, dropout, weighted sum and heads merged, forward and backward together.
+
+Shapes: B batch, T queries, S keys, H heads, E head dim, I = H * E.
+Inputs come packed, straight from one projection matmul:
+  (qkv,)    qkv (B, T, 3I)                     self-attention
+  (q, kv)   q (B, T, I) and kv (B, S, 2I)      cross-attention, or decoding with a cache
+``keep`` (broadcastable to (B, H, T, S), True = attend) masks scores with the
+dtype's most negative finite value; a query with no key left outputs zeros.
+"""
+from ..function import Function
+
+
+def _heads(x, B, N, H, E):
+    """(B, N, H*E) -> (B, H, N, E) view (no copy)."""
+    return x.reshape(B, N, H, E).transpose(0, 2, 1, 3)
+
+
+class ScaledDotProductAttention(Function):
+
+    def forward(self, *xs, heads, scale, keep=None, dropout_mask=None):
+        xp = self.xp
+        if len(xs) == 1:                                  # packed self-attention
+            I = xs[0].shape[-1] // 3
+            q, k, v = xs[0][..., :I], xs[0][..., I:2 * I], xs[0][..., 2 * I:]
+        else:
+            q, kv = xs
+            I = q.shape[-1]
+            k, v = kv[..., :I], kv[..., I:]
+        B, T, S, H, E = q.shape[0], q.shape[1], k.shape[1], heads, I // heads
+        qh, kh, vh = _heads(q, B, T, H, E), _heads(k, B, S, H, E), _heads(v, B, S, H, E)
+        s = qh @ kh.transpose(0, 1, 3, 2)                 # (B, H, T, E) @ (B, H, E, S) -> (B, H, T, S)
+        s *= scale
+        if keep is not None:
+            xp.copyto(s, xp.finfo(s.dtype).min, where=~keep)   # finite: no inf - inf = NaN
+        s -= s.max(axis=-1, keepdims=True)
+        xp.exp(s, out=s)
+        if keep is not None:
+            s *= keep                                     # rows with no key left become all zero
+        denom = s.sum(axis=-1, keepdims=True)
+        s /= xp.maximum(denom, xp.finfo(s.dtype).tiny)    # probabilities (B, H, T, S)
+        p = s if dropout_mask is None else s * dropout_mask
+        out = p @ vh                                      # (B, H, T, S) @ (B, H, S, E) -> (B, H, T, E)
+        self.qh, self.kh, self.vh, self.probs, self.p = qh, kh, vh, s, p
+        self.dropout_mask, self.scale, self.shape = dropout_mask, scale, (B, T, S, H, E)
+        return out.transpose(0, 2, 1, 3).reshape(B, T, I)   # (B, T, H*E)
+
+    def backward(self, g):
+        xp = self.xp
+        B, T, S, H, E = self.shape
+        gh = _heads(g, B, T, H, E)                        # (B, H, T, E)
+        gv = self.p.transpose(0, 1, 3, 2) @ gh            # (B, H, S, T) @ (B, H, T, E): dL/dv = p^T g
+        dp = gh @ self.vh.transpose(0, 1, 3, 2)           # (B, H, T, E) @ (B, H, E, S): dL/dp = g v^T
+        if self.dropout_mask is not None:
+            dp *= self.dropout_mask
+        probs = self.probs                                # softmax rule: ds = y * (dp - sum(dp * y))
+        dp -= (dp * probs).sum(axis=-1, keepdims=True)
+        dp *= probs
+        dp *= self.scale                                  # scores were q k^T * scale
+        gq = dp @ self.kh                                 # (B, H, T, S) @ (B, H, S, E)
+        gk = dp.transpose(0, 1, 3, 2) @ self.qh           # (B, H, S, T) @ (B, H, T, E)
+        if len(self.inputs) == 1:                         # pack into (B, T, 3, H, E) = (B, T, 3I)
+            out = xp.empty((B, T, 3, H, E), dtype=g.dtype)
+            for i, part in enumerate((gq, gk, gv)):
+                out[:, :, i] = part.transpose(0, 2, 1, 3)
+            return (out.reshape(B, T, 3 * H * E),)
+        gq_out = gq.transpose(0, 2, 1, 3).reshape(B, T, H * E) if self.needs_grad[0] else None
+        gkv = None
+        if self.needs_grad[1]:
+            gkv = xp.empty((B, S, 2, H, E), dtype=g.dtype)
+            gkv[:, :, 0] = gk.transpose(0, 2, 1, 3)
+            gkv[:, :, 1] = gv.transpose(0, 2, 1, 3)
+            gkv = gkv.reshape(B, S, 2 * H * E)
+        return gq_out, gkv
+
+
+def scaled_dot_product_attention(*xs, heads, scale, keep=None, dropout_mask=None):
+    """Multi-head attention on packed projections; see the module docstring.
+
+    Returns (B, T, H*E).  ``dropout_mask`` (B, H, T, S) holds 0 or 1/(1-p) and
+    multiplies the probabilities.
+    """
+    return ScaledDotProductAttention.apply(*xs, heads=heads, scale=scale, keep=keep,
+                                           dropout_mask=dropout_mask)
