@@ -89,14 +89,22 @@ def peak_memory(framework, config):
     return json.loads(out.strip().splitlines()[-1])
 
 
+def _proc_status_mb(field):
+    """A memory field of /proc/self/status in MB (VmHWM: peak RSS of this process, reset by exec)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 def memory_child(framework, config):
-    import resource
     cfg = CONFIGS[config]
     runner = (MinitxRunner if framework == "minitx" else TorchRunner)(cfg, ARGS.device)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = _proc_status_mb("VmRSS")
     for b in make_batches(cfg, 10):
         runner.step(b)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _proc_status_mb("VmHWM")
     print(json.dumps({"peak_rss_mb": peak, "after_setup_mb": base, "training_mb": peak - base}))
 
 

@@ -55,7 +55,27 @@ def op_timer(classes):
             setattr(cls, name, orig)
 
 
-class MinitxRunner:
+class Runner:
+    """A model + optimizer pair; subclasses set model, opt, put (array -> device) and sync."""
+
+    def step(self, batch):
+        """One training step; returns (forward s, backward s, optimizer s)."""
+        src, tgt, mask = (self.put(a) for a in batch)
+        self.sync()
+        t0 = time.perf_counter()
+        loss = self.model(src, tgt, mask=mask)
+        self.sync()
+        t1 = time.perf_counter()
+        self.opt.zero_grad()
+        loss.backward()
+        self.sync()
+        t2 = time.perf_counter()
+        self.opt.step()
+        self.sync()
+        return t1 - t0, t2 - t1, time.perf_counter() - t2
+
+
+class MinitxRunner(Runner):
     """minitx's XTransformer + Adam on ``device``."""
 
     name = "minitx"
@@ -78,22 +98,6 @@ class MinitxRunner:
     def sync(self):
         self.minitx.backend.synchronize(self.device)
 
-    def step(self, batch):
-        """One training step; returns (forward s, backward s, optimizer s)."""
-        src, tgt, mask = (self.put(a) for a in batch)
-        self.sync()
-        t0 = time.perf_counter()
-        loss = self.model(src, tgt, mask=mask)
-        self.sync()
-        t1 = time.perf_counter()
-        self.opt.zero_grad()
-        loss.backward()
-        self.sync()
-        t2 = time.perf_counter()
-        self.opt.step()
-        self.sync()
-        return t1 - t0, t2 - t1, time.perf_counter() - t2
-
     def matmul_fraction(self, batches):
         """Share of the training step spent inside matmul / linear ops."""
         from minitx.autograd.ops.linalg import Linear, MatMul
@@ -112,7 +116,7 @@ class MinitxRunner:
         return time.perf_counter() - t
 
 
-class TorchRunner:
+class TorchRunner(Runner):
     """x-transformers' XTransformer + torch.optim.Adam (needs torch and x-transformers)."""
 
     name = "x-transformers"
@@ -137,21 +141,6 @@ class TorchRunner:
 
     def put(self, a):
         return self.torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
-
-    def step(self, batch):
-        src, tgt, mask = (self.put(a) for a in batch)
-        self.sync()
-        t0 = time.perf_counter()
-        loss = self.model(src, tgt, mask=mask)
-        self.sync()
-        t1 = time.perf_counter()
-        self.opt.zero_grad()
-        loss.backward()
-        self.sync()
-        t2 = time.perf_counter()
-        self.opt.step()
-        self.sync()
-        return t1 - t0, t2 - t1, time.perf_counter() - t2
 
     def generate(self, src, mask, seq_len, use_cache):
         t = time.perf_counter()
