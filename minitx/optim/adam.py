@@ -59,12 +59,14 @@ class Adam(Optimizer):
         tmp *= 1.0 - b2
         v *= b2
         v += tmp                                  # v = b2 v + (1 - b2) g^2
+        # p -= lr/(1-b1^t) * m / (sqrt(v)/c + eps)  ==  p -= lr c/(1-b1^t) * m / (sqrt(v) + eps c)
+        # with c = sqrt(1 - b2^t): the same update with one pass fewer
+        c = math.sqrt(1.0 - b2 ** t)
         xp.sqrt(v, out=tmp)
-        tmp /= math.sqrt(1.0 - b2 ** t)
-        tmp += eps                                # denom
+        tmp += eps * c                            # c * denom
         xp.divide(m, tmp, out=tmp)
-        tmp *= -lr / (1.0 - b1 ** t)
-        arr += tmp                                # p -= lr / (1 - b1^t) * m / denom
+        tmp *= -lr * c / (1.0 - b1 ** t)
+        arr += tmp
 
 
 class AdamW(Adam):

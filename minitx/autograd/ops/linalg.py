@@ -70,7 +70,9 @@ class Linear(Function):
         gw = None
         if self.needs_grad[1]:
             gw = g2.T @ self.x.reshape(-1, self.x.shape[-1])  # (O, N) @ (N, I)
-        gb = (g2.sum(axis=0),) if len(self.inputs) == 3 else ()   # dy/db = 1
+        gb = ()
+        if len(self.inputs) == 3:                         # dy/db = 1: column sums, as one BLAS call
+            gb = (self.xp.ones(g2.shape[0], dtype=g2.dtype) @ g2,)   # (N,) @ (N, O)
         return (gx, gw) + gb
 
 
