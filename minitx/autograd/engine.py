@@ -12,8 +12,14 @@ a Tensor made by an op points back to its node (``tensor.creator``).  Leaves
    into its output and passing the gradients it returns on to its inputs;
 3. accumulates into ``leaf.grad`` for leaves that require a gradient;
 4. frees each node once it is used, unless ``retain_graph=True``.
+
+Tensor hooks (``hooks.py``) and ``create_graph=True`` (``higher_order.py``)
+add nothing to this loop when they are not used but one test per node.
 """
-from .function import no_grad
+from . import tensor as tensor_module   # circular (tensor.py imports engine): used at call time
+from .function import Function, enable_grad, no_grad
+from .higher_order import run_backward_graph
+from .hooks import LeafHooks, hooked_leaves
 
 
 def topological_order(root_fn):
@@ -37,28 +43,49 @@ def topological_order(root_fn):
     return order
 
 
-def backward(root, grad, retain_graph=False):
-    """Accumulate d(root)/d(leaf) * grad into every leaf's ``.grad``."""
-    from .tensor import Tensor
+def backward(root, grad, retain_graph=False, create_graph=False):
+    """Accumulate d(root)/d(leaf) * grad into every leaf's ``.grad``.
 
+    ``create_graph=True`` (see ``higher_order.py``): ``grad`` is a Tensor, the
+    backward ops are recorded, and ``.grad`` holds Tensors that can be
+    differentiated again; the graph is kept.
+    """
+    order = topological_order(root.creator)
+    leaf_hooks = LeafHooks(order) if hooked_leaves else None   # only while some leaf has hooks
+    run = run_backward_graph if create_graph else Function.run_backward
+    keep = retain_graph or create_graph
     pending = {id(root.creator): grad}  # node id -> gradient w.r.t. its output
-    with no_grad():
-        for fn in topological_order(root.creator):
+    with enable_grad() if create_graph else no_grad():
+        for fn in order:
             g_out = pending.pop(id(fn), None)
             if g_out is None:          # no gradient reached this node
                 continue
-            grads = fn.run_backward(g_out)
+            if fn.output_hooks is not None:   # register_hook / retain_grad on fn's output
+                g_out = fn.output_hooks.fire(g_out)
+            grads = run(fn, g_out)
             for t, g in zip(fn.inputs, grads):
                 if g is None or not t.requires_grad:
                     continue
                 if t.creator is None:  # a leaf: accumulate into .grad
-                    if t.grad is None:   # g may be shared or a broadcast view: keep a private copy
-                        t.grad = Tensor._from_op(g.copy(), None)
-                    else:
-                        t.grad.data = t.grad.data + g
+                    if leaf_hooks is None or not leaf_hooks.add(t, g, accumulate):
+                        accumulate(t, g)
                 else:
                     key = id(t.creator)
                     prev = pending.get(key)
                     pending[key] = g if prev is None else prev + g
-            if not retain_graph:
+            if not keep:
                 fn.release()
+        if leaf_hooks is not None:
+            leaf_hooks.flush(accumulate)
+
+
+def accumulate(leaf, g):
+    """``leaf.grad += g``; g is an array, or a Tensor (with its graph) under create_graph."""
+    Tensor = tensor_module.Tensor
+    if isinstance(g, Tensor):
+        from .ops import clone
+        leaf.grad = clone(g) if leaf.grad is None else leaf.grad + g   # clone: g may be shared
+    elif leaf.grad is None:    # g may be shared or a broadcast view: keep a private copy
+        leaf.grad = Tensor._from_op(g.copy(), None)
+    else:
+        leaf.grad.data = leaf.grad.data + g

@@ -13,7 +13,8 @@ broadcasting (an input of shape (1, D) added to a (B, D) array receives its
 gradient summed over B), so no op has to.
 """
 from ..backend import get_array_module
-from ..errors import GraphError
+from ..errors import GraphError, op_input_error
+from .anomaly import AnomalyMode, check_backward, check_forward
 
 
 class _GradMode:
@@ -66,6 +67,11 @@ def unbroadcast(grad, shape):
     return grad.sum(axis=axes, keepdims=True).reshape(shape)
 
 
+class NodeHook:
+    """``on_record(fn)`` is called on every recorded node while set (by ``graph.trace``)."""
+    on_record = None
+
+
 class Function:
     """Base class of every op; see the module docstring for the contract.
 
@@ -80,6 +86,7 @@ class Function:
 
     inputs = ()
     freed = False
+    output_hooks = None  # set by Tensor.register_hook / retain_grad on this node's output (hooks.py)
 
     @classmethod
     def apply(cls, *inputs, **params):
@@ -87,15 +94,25 @@ class Function:
         from .tensor import Tensor
 
         fn = cls()
-        fn.xp = get_array_module(*[t.data for t in inputs])
-        record = _GradMode.enabled and any(t.requires_grad for t in inputs)
-        if record:
-            fn.needs_grad = tuple(t.requires_grad for t in inputs)
-        out = fn.forward(*[t.data for t in inputs], **params)
+        try:
+            fn.xp = get_array_module(*[t.data for t in inputs])
+            record = _GradMode.enabled and any(t.requires_grad for t in inputs)
+            if record:
+                fn.needs_grad = tuple(t.requires_grad for t in inputs)
+            out = fn.forward(*[t.data for t in inputs], **params)
+        except Exception as e:
+            err = op_input_error(fn.name, inputs, e)   # a minitx error naming op and inputs, or None
+            if err is None:
+                raise
+            raise err from e
         result = Tensor._from_op(out, fn if record else None)
         if record:
             fn.inputs = inputs
             fn.versions = tuple(t._version for t in inputs)
+            if NodeHook.on_record is not None:   # graph.trace(): note which module made fn
+                NodeHook.on_record(fn)
+        if AnomalyMode.enabled:
+            check_forward(fn, out, inputs)
         return result
 
     def forward(self, *arrays, **params):
@@ -103,6 +120,18 @@ class Function:
 
     def backward(self, grad):
         raise NotImplementedError
+
+    def backward_graph(self, grad):
+        """Optional: ``backward`` with differentiable ops on Tensors, for ``create_graph=True``.
+
+        ``grad`` is a Tensor; use ``self.inputs`` (Tensors) and minitx ops, and
+        return one Tensor (or None) per input.  See ``higher_order.py``.
+        """
+        raise GraphError(
+            f"{self.name} has no backward_graph method, so backward(create_graph=True) cannot "
+            f"differentiate through it (higher-order gradients); add backward_graph to "
+            f"{self.name}, or keep {self.name} out of the graph you differentiate twice"
+        )
 
     def run_backward(self, grad):
         """Call ``backward`` after checking the node is usable; unbroadcast the results."""
@@ -122,6 +151,8 @@ class Function:
                         "x.clone() before changing it, or change it after backward()."
                     )
         grads = self.backward(grad)
+        if AnomalyMode.enabled:
+            check_backward(self, grad, grads)
         return tuple(
             None if g is None else unbroadcast(g, t.shape)
             for g, t in zip(grads, self.inputs)

@@ -13,8 +13,8 @@ Arithmetic operators and methods call the ops in ``minitx.autograd.ops``.
 import numpy as np
 
 from .. import backend
-from ..errors import DTypeError, GraphError
-from . import engine
+from ..errors import DTypeError, GraphError, ShapeError
+from . import engine, hooks
 from .function import is_grad_enabled
 
 DEFAULT_FLOAT = np.float32
@@ -44,6 +44,7 @@ class Tensor:
     """
 
     __array_priority__ = 100  # so that ndarray * Tensor calls Tensor.__rmul__
+    _hooks = None             # a hooks.TensorHooks once register_hook / retain_grad is called
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None, name=None):
         self.data = _as_array(data, dtype, device)
@@ -129,7 +130,7 @@ class Tensor:
     def item(self):
         """The value of a one-element tensor as a Python number (syncs with the GPU)."""
         if self.size != 1:
-            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+            raise ShapeError(f"item() needs a tensor with one element, got shape {self.shape}")
         return self.numpy().reshape(()).item()
 
     def tolist(self):
@@ -178,12 +179,15 @@ class Tensor:
         return self
 
     # ---------------------------------------------------------------- autograd
-    def backward(self, grad=None, retain_graph=False):
+    def backward(self, grad=None, retain_graph=False, create_graph=False):
         """Compute gradients of this tensor w.r.t. every leaf that requires them.
 
         ``grad`` (dL/dself) may be omitted only for a one-element tensor.  The
-        graph is freed afterwards unless ``retain_graph=True``.
+        graph is freed afterwards unless ``retain_graph=True``.  With
+        ``create_graph=True`` the backward pass is itself recorded, so each
+        ``.grad`` can be differentiated again (implies ``retain_graph``).
         """
+        seed = grad if create_graph and isinstance(grad, Tensor) else None
         if not self.requires_grad:
             raise GraphError(
                 "backward() on a tensor that does not require grad: no input of "
@@ -202,9 +206,26 @@ class Tensor:
             if grad.shape != self.shape:
                 raise GraphError(f"gradient shape {grad.shape} does not match tensor shape {self.shape}")
         if self.creator is None:   # a leaf: its gradient is the seed itself
+            if self._hooks is not None:
+                grad = self._hooks.fire(grad)
             self.grad = Tensor._from_op(grad, None) if self.grad is None else Tensor._from_op(self.grad.data + grad, None)
             return
-        engine.backward(self, grad, retain_graph=retain_graph)
+        if create_graph:           # the seed becomes part of the recorded backward graph
+            grad = seed if seed is not None else Tensor._from_op(grad, None)
+        engine.backward(self, grad, retain_graph=retain_graph, create_graph=create_graph)
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` when backward computes this tensor's gradient (a Tensor).
+
+        A hook may return a replacement gradient (same shape).  Works on leaves
+        (called once with the total gradient, before it is added to ``.grad``)
+        and on non-leaves.  Returns a handle; ``handle.remove()`` unregisters.
+        """
+        return hooks.register_hook(self, hook)
+
+    def retain_grad(self):
+        """Fill ``.grad`` of this non-leaf tensor during backward (leaves always get one)."""
+        hooks.retain_grad(self)
 
     def zero_grad(self):
         """Forget the accumulated gradient."""
@@ -287,7 +308,7 @@ class Tensor:
 
     def __bool__(self):
         if self.size != 1:
-            raise ValueError(f"the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()")
+            raise ShapeError(f"the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()")
         return bool(self.item())
 
     def any(self): return Tensor._from_op(self._data.any(), None)

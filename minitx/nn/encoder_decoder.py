@@ -9,6 +9,7 @@ Every option is an explicit keyword argument: ``enc_*`` configure the encoder,
 silently ignored.
 """
 import math
+import numbers
 
 import numpy as np
 
@@ -16,7 +17,8 @@ from .. import backend
 from ..autograd import ops
 from ..autograd.function import no_grad
 from ..errors import InputError, ShapeError
-from .transformer import AutoregressiveWrapper, Decoder, Encoder, TransformerWrapper, bool_mask, token_ids
+from .transformer import (AutoregressiveWrapper, Decoder, Encoder, TransformerWrapper, as_array, bool_mask,
+                          token_ids)
 from .module import Module
 
 
@@ -71,9 +73,9 @@ class EncoderDecoder(Module):
         dev = self.device
         src = token_ids(src, "src", self.encoder.num_tokens, dev)
         mask = bool_mask(mask, "mask", src.shape, dev)
-        tgt_data = getattr(tgt, "data", tgt) if not hasattr(tgt, "dtype") else tgt
-        if getattr(tgt_data, "ndim", 2) == 2 and len(tgt_data) != len(src):
-            raise ShapeError(f"src has batch size {len(src)} but tgt has {len(tgt_data)}")
+        tgt = as_array(tgt, "tgt")
+        if tgt.ndim == 2 and len(tgt) != len(src):
+            raise ShapeError(f"src has batch size {len(src)} but tgt has {len(tgt)}")
         enc = self.encode(src, mask=mask)
         if self.training and self.cross_attn_tokens_dropout > 0:
             enc, mask = drop_context_tokens(enc, mask, self.cross_attn_tokens_dropout)
@@ -91,6 +93,13 @@ class EncoderDecoder(Module):
         once every row has.  The encoder runs once; with ``use_cache`` the
         decoder reuses keys and values (identical output, far fewer FLOPs).
         """
+        if isinstance(seq_len, bool) or not isinstance(seq_len, numbers.Integral) or seq_len < 1:
+            raise InputError(f"seq_len (tokens to generate) must be an integer >= 1, got {seq_len!r}")
+        check_sampling(temperature, top_k, top_p)
+        vocab = self.decoder.net.num_tokens
+        if eos_token is not None and (isinstance(eos_token, bool) or not isinstance(eos_token, numbers.Integral)
+                                      or not 0 <= eos_token < vocab):
+            raise InputError(f"eos_token must be a token id in [0, {vocab}) or None, got {eos_token!r}")
         was_training = self.training
         self.eval()
         try:
@@ -131,12 +140,25 @@ class EncoderDecoder(Module):
         return out[:, t0:]
 
 
+def check_sampling(temperature, top_k, top_p):
+    """Raise InputError naming the argument unless temperature >= 0, top_k >= 1, 0 < top_p <= 1."""
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) \
+            or not math.isfinite(temperature) or temperature < 0:
+        raise InputError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1):
+        raise InputError(f"top_k must be an integer >= 1 or None, got {top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real)
+                              or not 0 < top_p <= 1):
+        raise InputError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+
+
 def sample(logits, temperature=1.0, top_k=None, top_p=None):
     """Next-token ids (B,) from logits (B, V): argmax at temperature 0, else a filtered sample.
 
     Sampling uses the Gumbel-max trick (argmax of logits/T + Gumbel noise), one
     vectorised draw for the whole batch.
     """
+    check_sampling(temperature, top_k, top_p)
     xp = backend.get_array_module(logits)
     if temperature == 0:
         return logits.argmax(axis=-1)

@@ -9,13 +9,15 @@ Initialisation follows PyTorch (and x-transformers where it differs):
   AbsolutePositionalEmbedding  N(0, 1), output scaled by dim ** -0.5  (x-transformers)
 """
 import math
+import numbers
 
 import numpy as np
 
 from .. import backend
 from ..autograd import ops
+from ..autograd.anomaly import is_anomaly_enabled
 from ..autograd.tensor import DEFAULT_FLOAT, Tensor
-from ..errors import ShapeError
+from ..errors import DeviceError, DTypeError, InputError, ShapeError
 from .module import Module, Parameter
 
 
@@ -29,11 +31,56 @@ def _normal(shape, std, device="cpu"):
     return Parameter(data, device=device if device != "cpu" else None)
 
 
+def as_array(x, name):
+    """The array inside ``x`` (a Tensor, NumPy/CuPy array, or nested lists read by NumPy)."""
+    data = x.data if isinstance(x, Tensor) else x
+    if not hasattr(data, "dtype") or not hasattr(data, "shape"):
+        try:
+            data = np.asarray(data)
+        except (ValueError, TypeError) as e:        # ragged lists and the like
+            raise ShapeError(f"{name} cannot be read as an array ({e}); pass a rectangular "
+                             "array, not ragged lists") from None
+    return data
+
+
+def check_input(layer, x, dim, weight):
+    """Check the input ``x`` of ``layer``, which reads ``dim`` features on its last axis.
+
+    Raises DTypeError for a non-Tensor or non-float input, ShapeError naming the
+    expected size when the last axis does not fit, and DeviceError naming both
+    devices when ``x`` and the layer's ``weight`` live on different ones.
+    """
+    if isinstance(x, Tensor) and x.ndim and x.shape[-1] == dim and x.dtype.kind == "f" \
+            and x.device == weight.device:
+        return                                          # the common case: a few attribute reads
+    name = f"{type(layer).__name__}({layer.extra_repr()})"
+    if not isinstance(x, Tensor):
+        raise DTypeError(f"{name}: input must be a minitx Tensor, got {type(x).__name__}; "
+                         "wrap it with minitx.tensor(x)")
+    if x.ndim == 0 or x.shape[-1] != dim:
+        raise ShapeError(f"{name}: input has shape {x.shape}, expected (..., {dim}): "
+                         f"its last axis must have size {dim}")
+    if x.dtype.kind != "f":
+        raise DTypeError(f"{name}: input must be floating point, got dtype {x.dtype}; convert with x.float()")
+    raise DeviceError(f"{name}: input is on {x.device} but the layer's parameters are on "
+                      f"{weight.device}; move one of them (x.to({weight.device!r}) or "
+                      f"layer.to({x.device!r}))")
+
+
+def positive_int(layer, name, value):
+    """``value`` as an int, or InputError naming the layer and the argument."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InputError(f"{layer}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
 class Linear(Module):
     """``y = x @ weight.T + bias``; weight (out_features, in_features) as in PyTorch."""
 
     def __init__(self, in_features, out_features, bias=True):
         super().__init__()
+        in_features = positive_int("Linear", "in_features", in_features)
+        out_features = positive_int("Linear", "out_features", out_features)
         self.in_features, self.out_features = in_features, out_features
         bound = 1.0 / math.sqrt(in_features)
         self.weight = _uniform((out_features, in_features), bound)
@@ -41,6 +88,7 @@ class Linear(Module):
 
     def forward(self, x):
         """x (..., in_features) -> (..., out_features)."""
+        check_input(self, x, self.in_features, self.weight)
         return ops.linear(x, self.weight, self.bias)
 
     def extra_repr(self):
@@ -52,12 +100,29 @@ class Embedding(Module):
 
     def __init__(self, num_embeddings, embedding_dim, std=1.0):
         super().__init__()
+        num_embeddings = positive_int("Embedding", "num_embeddings", num_embeddings)
+        embedding_dim = positive_int("Embedding", "embedding_dim", embedding_dim)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
         self.weight = _normal((num_embeddings, embedding_dim), std)
 
     def forward(self, ids):
-        """ids (...) int -> (..., dim)."""
-        return ops.embedding(ids, self.weight)
+        """ids (...) int -> (..., dim).  Host ids (lists, NumPy) are copied to the table's device.
+
+        Ids are range-checked when they are on the host (free); ids already on
+        the GPU only inside ``detect_anomaly()`` (checking costs a host sync).
+        """
+        data = as_array(ids, "ids")
+        on_gpu = backend.is_gpu_array(data)
+        if on_gpu and self.weight.device != "gpu":
+            raise DeviceError(f"Embedding({self.extra_repr()}): ids are on gpu but the table is on "
+                              f"{self.weight.device}; move one of them")
+        if self.weight.device == "gpu" and data.dtype.kind in "iu" and data.size \
+                and (not on_gpu or is_anomaly_enabled()) \
+                and bool(((data < 0) | (data >= self.num_embeddings)).any()):   # (ops check CPU tables)
+            lo, hi = int(data.min()), int(data.max())
+            raise ShapeError(f"Embedding({self.extra_repr()}): index out of range: ids span [{lo}, {hi}] "
+                             f"but the table has {self.num_embeddings} rows")
+        return ops.embedding(data, self.weight)
 
     def extra_repr(self):
         return f"{self.num_embeddings}, {self.embedding_dim}"
@@ -71,12 +136,14 @@ class LayerNorm(Module):
 
     def __init__(self, dim, eps=1e-5, bias=True):
         super().__init__()
+        dim = positive_int("LayerNorm", "dim", dim)
         self.dim, self.eps = dim, eps
         self.weight = Parameter(np.ones(dim, dtype=DEFAULT_FLOAT))
         self.bias = Parameter(np.zeros(dim, dtype=DEFAULT_FLOAT)) if bias else None
 
     def forward(self, x):
         """x (..., dim) -> (..., dim)."""
+        check_input(self, x, self.dim, self.weight)
         return ops.layer_norm(x, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
@@ -89,10 +156,12 @@ class Dropout(Module):
     def __init__(self, p=0.0):
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+            raise InputError(f"Dropout: p must be in [0, 1), got {p}")
         self.p = p
 
     def forward(self, x):
+        if not isinstance(x, Tensor):
+            raise DTypeError(f"Dropout: input must be a minitx Tensor, got {type(x).__name__}")
         return ops.dropout(x, self.p, self.training)
 
     def extra_repr(self):
@@ -143,7 +212,7 @@ class SinusoidalPositionalEmbedding(Module):
     def __init__(self, dim, theta=10000.0):
         super().__init__()
         if dim % 2:
-            raise ValueError(f"SinusoidalPositionalEmbedding: dim must be even, got {dim}")
+            raise InputError(f"SinusoidalPositionalEmbedding: dim must be even, got {dim}")
         self.dim = dim
         self.register_buffer("inv_freq", theta ** (-np.arange(0, dim, 2, dtype=np.float64) / dim))
 

@@ -30,7 +30,7 @@ class Module:
 
     Subclasses call ``super().__init__()`` first, assign Parameters and
     sub-Modules as attributes, and define ``forward``; calling the module runs
-    ``forward`` (and any forward hooks).
+    ``forward`` (and any forward pre-hooks and forward hooks).
     """
 
     def __init__(self):
@@ -38,6 +38,7 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_forward_hooks", [])
+        object.__setattr__(self, "_forward_pre_hooks", [])
         object.__setattr__(self, "training", True)
 
     # ----------------------------------------------------------- registration
@@ -77,6 +78,15 @@ class Module:
         """Call ``hook(module, inputs, output)`` after every forward; returns a remover."""
         self._forward_hooks.append(hook)
         return _HookHandle(self._forward_hooks, hook)
+
+    def register_forward_pre_hook(self, hook):
+        """Call ``hook(module, inputs)`` before every forward; returns a remover.
+
+        ``inputs`` is the tuple of positional arguments; a hook may return a
+        replacement (a tuple, or a single value for a one-argument forward).
+        """
+        self._forward_pre_hooks.append(hook)
+        return _HookHandle(self._forward_pre_hooks, hook)
 
     # ------------------------------------------------------------- traversal
     def named_modules(self, prefix=""):
@@ -210,6 +220,10 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
+        for hook in self._forward_pre_hooks:
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
         out = self.forward(*args, **kwargs)
         for hook in self._forward_hooks:
             result = hook(self, args, out)

@@ -16,10 +16,11 @@ import numpy as np
 
 from .. import backend
 from ..autograd import ops
+from ..autograd.anomaly import is_anomaly_enabled
 from ..autograd.tensor import Tensor
 from ..errors import DTypeError, InputError, ShapeError
 from .attention import Attention, KVCache
-from .layers import AbsolutePositionalEmbedding, Dropout, Embedding, FeedForward, LayerNorm, Linear
+from .layers import AbsolutePositionalEmbedding, Dropout, Embedding, FeedForward, LayerNorm, Linear, as_array
 from .module import Module, ModuleList
 
 
@@ -88,20 +89,26 @@ class Decoder(AttentionLayers):
 
 
 def token_ids(x, name, num_tokens, device):
-    """Validate token ids ``x`` (B, T) and return them as an integer array on ``device``."""
-    data = x.data if isinstance(x, Tensor) else x
-    if not hasattr(data, "dtype"):
-        data = np.asarray(data)
+    """Validate token ids ``x`` (B, T) and return them as an integer array on ``device``.
+
+    Ids in a host array are range-checked (free); ids already on the GPU only
+    inside ``detect_anomaly()``, since checking them costs a host sync.
+    """
+    data = as_array(x, name)
     if data.dtype.kind not in "iu":
         raise DTypeError(f"{name} must hold integer token ids, got dtype {data.dtype}; "
                          "convert with .astype(int) (floats are not token ids)")
     if data.ndim != 2:
         raise ShapeError(f"{name} must have shape (batch, length), got {tuple(data.shape)}")
+    if data.shape[1] == 0 and data.shape[0]:
+        raise ShapeError(f"{name} has shape {tuple(data.shape)}: every row needs at least one token")
     if not backend.is_gpu_array(data) and data.size:      # a host array: checking costs no sync
         lo, hi = int(data.min()), int(data.max())
         if lo < 0 or hi >= num_tokens:
             bad = lo if lo < 0 else hi
             raise InputError(f"{name} holds token id {bad}, outside the vocabulary [0, {num_tokens})")
+    elif data.size and is_anomaly_enabled() and bool(((data < 0) | (data >= num_tokens)).any()):
+        raise InputError(f"{name} holds token ids outside the vocabulary [0, {num_tokens})")
     return backend.to_device(data, device) if backend.device_of(data) != device else data
 
 
@@ -109,9 +116,7 @@ def bool_mask(m, name, shape, device):
     """Validate a boolean mask of ``shape`` and return it as an array on ``device``."""
     if m is None:
         return None
-    data = m.data if isinstance(m, Tensor) else m
-    if not hasattr(data, "dtype"):
-        data = np.asarray(data)
+    data = as_array(m, name)
     if data.dtype.kind != "b":
         raise DTypeError(f"{name} must be boolean (True = real token), got dtype {data.dtype}")
     if tuple(data.shape) != tuple(shape):
@@ -171,7 +176,7 @@ class AutoregressiveWrapper(Module):
 
     def forward(self, tgt, context=None, context_mask=None):
         """tgt (B, T+1) ints -> scalar loss."""
-        data = tgt.data if isinstance(tgt, Tensor) else np.asarray(tgt) if not hasattr(tgt, "dtype") else tgt
+        data = as_array(tgt, "tgt")
         if data.ndim != 2 or data.shape[1] < 2:
             raise ShapeError(f"tgt must have shape (batch, length >= 2), got {tuple(data.shape)}")
         if data.dtype.kind not in "iu":

@@ -5,6 +5,7 @@ Both functions give each clipped parameter a *new* gradient array
 may share one gradient array between several tensors.
 """
 from ..autograd.tensor import Tensor
+from ..errors import InputError
 
 
 def _with_grads(params):
@@ -23,10 +24,10 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0):
     clipping as a 0-d Tensor on the gradients' device (``.item()`` to read it).
     """
     if not max_norm >= 0.0:
-        raise ValueError(f"invalid max_norm: {max_norm} (must be >= 0)")
+        raise InputError(f"invalid max_norm: {max_norm} (must be >= 0)")
     norm_type = float(norm_type)
     if not norm_type > 0.0:
-        raise ValueError(f"invalid norm_type: {norm_type} (must be > 0 or inf)")
+        raise InputError(f"invalid norm_type: {norm_type} (must be > 0 or inf)")
     params = _with_grads(params)
     if not params:
         return Tensor(0.0)
@@ -47,6 +48,6 @@ def clip_grad_value_(params, clip_value):
     skipped); ``clip_value`` >= 0.  Returns None.
     """
     if not clip_value >= 0.0:
-        raise ValueError(f"invalid clip_value: {clip_value} (must be >= 0)")
+        raise InputError(f"invalid clip_value: {clip_value} (must be >= 0)")
     for p in _with_grads(params):
         p.grad.data = p.xp.clip(p.grad.data, -clip_value, clip_value)

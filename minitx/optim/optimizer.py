@@ -18,7 +18,7 @@ saved as NumPy copies and moved to each parameter's device on load.
 """
 from .. import backend
 from ..autograd.tensor import Tensor
-from ..errors import ShapeError
+from ..errors import InputError, ShapeError
 
 
 class Optimizer:
@@ -40,7 +40,7 @@ class Optimizer:
         self.param_groups = []
         params = [params] if isinstance(params, Tensor) else list(params)
         if not params:
-            raise ValueError("optimizer got an empty parameter list")
+            raise InputError("optimizer got an empty parameter list")
         groups = params if isinstance(params[0], dict) else [{"params": params}]
         for group in groups:
             self.add_param_group(group)
@@ -61,7 +61,7 @@ class Optimizer:
             if not isinstance(p, Tensor):
                 raise TypeError(f"optimizer params must be Tensors, got {type(p).__name__}")
             if id(p) in seen:
-                raise ValueError("a parameter appears twice in the optimizer's param groups")
+                raise InputError("a parameter appears twice in the optimizer's param groups")
             seen.add(id(p))
         full = {**self.defaults, **group, "params": params}
         self._check(full)
@@ -71,10 +71,10 @@ class Optimizer:
         """Raise ValueError naming the argument for an invalid hyperparameter."""
         lr = hyper.get("lr")
         if lr is not None and not lr >= 0.0:
-            raise ValueError(f"invalid lr: {lr} (must be >= 0)")
+            raise InputError(f"invalid lr: {lr} (must be >= 0)")
         wd = hyper.get("weight_decay")
         if wd is not None and not wd >= 0.0:
-            raise ValueError(f"invalid weight_decay: {wd} (must be >= 0)")
+            raise InputError(f"invalid weight_decay: {wd} (must be >= 0)")
 
     # ------------------------------------------------------------------ steps
     def zero_grad(self):
@@ -121,23 +121,23 @@ class Optimizer:
         """
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"state dict has {len(saved_groups)} param groups, "
+            raise InputError(f"state dict has {len(saved_groups)} param groups, "
                              f"the optimizer has {len(self.param_groups)}")
         params = []
         for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             unknown = set(saved) - set(self.defaults) - {"params", "initial_lr"}
             if unknown:
-                raise ValueError(f"param group {i}: unknown hyperparameter(s) {sorted(unknown)} "
+                raise InputError(f"param group {i}: unknown hyperparameter(s) {sorted(unknown)} "
                                  f"(a state dict of another optimizer?)")
             if len(saved["params"]) != len(group["params"]):
-                raise ValueError(f"param group {i}: state dict has {len(saved['params'])} params, "
+                raise InputError(f"param group {i}: state dict has {len(saved['params'])} params, "
                                  f"the optimizer has {len(group['params'])}")
             params += group["params"]
         new_state = {}
         for index, entry in state_dict["state"].items():
             index = int(index)
             if not 0 <= index < len(params):
-                raise ValueError(f"state dict has state for param {index}, but the optimizer "
+                raise InputError(f"state dict has state for param {index}, but the optimizer "
                                  f"has only {len(params)} params")
             p = params[index]
             new_state[id(p)] = {k: _to_param(v, p, index, k) for k, v in entry.items()}
@@ -171,7 +171,7 @@ def _to_param(value, p, index, name):
     if not hasattr(value, "shape"):
         return value
     if tuple(value.shape) != tuple(p.shape):
-        raise ValueError(f"param {index}: saved state {name!r} has shape {tuple(value.shape)}, "
+        raise InputError(f"param {index}: saved state {name!r} has shape {tuple(value.shape)}, "
                          f"the param has shape {tuple(p.shape)}")
     if backend.device_of(value) != p.device:
         value = backend.to_device(value, p.device)

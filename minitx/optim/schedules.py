@@ -17,6 +17,7 @@ with Hugging Face's ``get_cosine_schedule_with_warmup``.
 """
 import math
 
+from ..errors import InputError
 from .optimizer import Optimizer
 
 
@@ -52,7 +53,7 @@ def noam_lr(step, d_model, warmup_steps, factor=1.0):
 
 def _check_int(name, value, minimum):
     if int(value) != value or value < minimum:
-        raise ValueError(f"invalid {name}: {value} (must be an integer >= {minimum})")
+        raise InputError(f"invalid {name}: {value} (must be an integer >= {minimum})")
     return int(value)
 
 
@@ -138,7 +139,7 @@ class WarmupCosine(LRScheduler):
         self.warmup_steps = _check_int("warmup_steps", warmup_steps, 0)
         self.total_steps = _check_int("total_steps", total_steps, self.warmup_steps + 1)
         if not 0.0 <= min_lr_ratio <= 1.0:
-            raise ValueError(f"invalid min_lr_ratio: {min_lr_ratio} (must be in [0, 1])")
+            raise InputError(f"invalid min_lr_ratio: {min_lr_ratio} (must be in [0, 1])")
         self.min_lr_ratio = float(min_lr_ratio)
         super().__init__(optimizer)
 
@@ -175,7 +176,7 @@ class NoamLR(LRScheduler):
         self.d_model = _check_int("d_model", d_model, 1)
         self.warmup_steps = _check_int("warmup_steps", warmup_steps, 1)
         if not factor > 0.0:
-            raise ValueError(f"invalid factor: {factor} (must be > 0)")
+            raise InputError(f"invalid factor: {factor} (must be > 0)")
         self.scale = float(factor)
         super().__init__(optimizer)
 

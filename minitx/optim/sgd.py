@@ -1,4 +1,5 @@
 """Stochastic gradient descent with optional momentum, Nesterov and L2 weight decay."""
+from ..errors import InputError
 from .optimizer import Optimizer
 
 
@@ -25,9 +26,9 @@ class SGD(Optimizer):
     def _check(self, hyper):
         super()._check(hyper)
         if not hyper["momentum"] >= 0.0:
-            raise ValueError(f"invalid momentum: {hyper['momentum']} (must be >= 0)")
+            raise InputError(f"invalid momentum: {hyper['momentum']} (must be >= 0)")
         if hyper["nesterov"] and hyper["momentum"] <= 0.0:
-            raise ValueError("nesterov=True needs momentum > 0")
+            raise InputError("nesterov=True needs momentum > 0")
 
     def _update(self, p, grad, state, group):
         xp, arr = p.xp, p.data

@@ -32,6 +32,9 @@ class Add(Function):
     def backward(self, g):
         return g, g                          # d(a+b)/da = d(a+b)/db = 1
 
+    def backward_graph(self, g):
+        return (g if self.needs_grad[0] else None), (g if self.needs_grad[1] else None)
+
 
 class Sub(Function):
     saves_inputs = False
@@ -41,6 +44,9 @@ class Sub(Function):
 
     def backward(self, g):
         return g, (-g if self.needs_grad[1] else None)   # d(a-b)/db = -1
+
+    def backward_graph(self, g):
+        return (g if self.needs_grad[0] else None), (neg(g) if self.needs_grad[1] else None)
 
 
 class Mul(Function):
@@ -53,6 +59,10 @@ class Mul(Function):
         gb = g * self.a if self.needs_grad[1] else None   # d(ab)/db = a
         return ga, gb
 
+    def backward_graph(self, g):
+        a, b = self.inputs
+        return (g * b if self.needs_grad[0] else None), (g * a if self.needs_grad[1] else None)
+
 
 class Div(Function):
     def forward(self, a, b):
@@ -64,6 +74,12 @@ class Div(Function):
         gb = -g * self.a / (self.b * self.b) if self.needs_grad[1] else None  # -a/b^2
         return ga, gb
 
+    def backward_graph(self, g):
+        a, b = self.inputs
+        ga = g / b if self.needs_grad[0] else None
+        gb = -g * a / (b * b) if self.needs_grad[1] else None
+        return ga, gb
+
 
 class Neg(Function):
     saves_inputs = False
@@ -72,6 +88,9 @@ class Neg(Function):
         return -a
 
     def backward(self, g):
+        return (-g,)
+
+    def backward_graph(self, g):
         return (-g,)
 
 
@@ -85,6 +104,13 @@ class Pow(Function):
     def backward(self, g):
         return (g * self.p * self.x ** (self.p - 1),)   # d x^p = p x^(p-1)
 
+    def backward_graph(self, g):
+        if self.p == 0:
+            return (g * 0.0,)
+        if self.p == 1:                                 # x^0 would give 0 * x^-1 = NaN at 0 below
+            return (g,)
+        return (g * (self.p * self.inputs[0] ** (self.p - 1)),)
+
 
 # ------------------------------------------------------------------- unary
 class Exp(Function):
@@ -97,6 +123,9 @@ class Exp(Function):
     def backward(self, g):
         return (g * self.y,)                  # d e^x = e^x
 
+    def backward_graph(self, g):
+        return (g * exp(self.inputs[0]),)     # e^x recomputed as an op: differentiable
+
 
 class Log(Function):
     def forward(self, x):
@@ -105,6 +134,9 @@ class Log(Function):
 
     def backward(self, g):
         return (g / self.x,)                  # d log x = 1/x
+
+    def backward_graph(self, g):
+        return (g / self.inputs[0],)
 
 
 class Sqrt(Function):
@@ -117,6 +149,9 @@ class Sqrt(Function):
     def backward(self, g):
         return (g * 0.5 / self.y,)            # d sqrt x = 1/(2 sqrt x)
 
+    def backward_graph(self, g):
+        return (g / (2.0 * sqrt(self.inputs[0])),)
+
 
 class Tanh(Function):
     saves_inputs = False
@@ -127,6 +162,10 @@ class Tanh(Function):
 
     def backward(self, g):
         return (g * (1 - self.y * self.y),)   # d tanh = 1 - tanh^2
+
+    def backward_graph(self, g):
+        y = tanh(self.inputs[0])
+        return (g * (1 - y * y),)
 
 
 class Sigmoid(Function):
@@ -143,6 +182,10 @@ class Sigmoid(Function):
     def backward(self, g):
         return (g * self.y * (1 - self.y),)   # d s = s (1 - s)
 
+    def backward_graph(self, g):
+        s = sigmoid(self.inputs[0])
+        return (g * (s * (1 - s)),)
+
 
 class Relu(Function):
     def forward(self, x):
@@ -151,6 +194,9 @@ class Relu(Function):
 
     def backward(self, g):
         return (g * self.pos,)                # 1 where x > 0, else 0
+
+    def backward_graph(self, g):
+        return (g * self.pos.astype(g.dtype),)   # a constant mask: relu'' = 0
 
 
 _SQRT_2 = math.sqrt(2.0)
@@ -218,6 +264,9 @@ class Astype(Function):
     def backward(self, g):
         return (g.astype(self.src),)
 
+    def backward_graph(self, g):
+        return (astype(g, self.src),)
+
 
 class Clone(Function):
     saves_inputs = False
@@ -226,6 +275,9 @@ class Clone(Function):
         return x.copy()
 
     def backward(self, g):
+        return (g,)
+
+    def backward_graph(self, g):
         return (g,)
 
 
@@ -244,6 +296,11 @@ class Where(Function):
         gb = self.xp.where(self.cond, zero, g) if self.needs_grad[1] else None
         return ga, gb
 
+    def backward_graph(self, g):
+        ga = where(self.cond, g, 0.0) if self.needs_grad[0] else None
+        gb = where(self.cond, 0.0, g) if self.needs_grad[1] else None
+        return ga, gb
+
 
 class MaskedFill(Function):
     """``x`` with ``value`` where ``mask`` is True (mask broadcasts against x)."""
@@ -255,6 +312,9 @@ class MaskedFill(Function):
 
     def backward(self, g):
         return (self.xp.where(self.mask, g.dtype.type(0), g),)   # filled slots get no gradient
+
+    def backward_graph(self, g):
+        return (masked_fill(g, self.mask, 0.0),)
 
 
 # ------------------------------------------------------------ user wrappers

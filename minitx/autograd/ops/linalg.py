@@ -26,6 +26,12 @@ class MatMul(Function):
         gb = xp.swapaxes(self.a, -1, -2) @ g if self.needs_grad[1] else None   # (k, m) @ (m, n)
         return ga, gb
 
+    def backward_graph(self, g):
+        a, b = self.inputs
+        ga = matmul(g, b.transpose(-1, -2)) if self.needs_grad[0] else None
+        gb = matmul(a.transpose(-1, -2), g) if self.needs_grad[1] else None
+        return ga, gb
+
 
 def matmul(a, b):
     """Matrix product ``a @ b`` of tensors with at least one dimension.
@@ -73,6 +79,15 @@ class Linear(Function):
         gb = ()
         if len(self.inputs) == 3:                         # dy/db = 1: column sums, as one BLAS call
             gb = (self.xp.ones(g2.shape[0], dtype=g2.dtype) @ g2,)   # (N,) @ (N, O)
+        return (gx, gw) + gb
+
+    def backward_graph(self, g):
+        from .shape import reshape
+        x, weight = self.inputs[:2]
+        g2 = reshape(g, (-1, weight.shape[0]))                                  # (N, O)
+        gx = reshape(matmul(g2, weight), x.shape) if self.needs_grad[0] else None   # (N, O) @ (O, I)
+        gw = matmul(g2.T, reshape(x, (-1, x.shape[-1]))) if self.needs_grad[1] else None  # (O, N) @ (N, I)
+        gb = (g2.sum(axis=0) if self.needs_grad[2] else None,) if len(self.inputs) == 3 else ()
         return (gx, gw) + gb
 
 

@@ -31,6 +31,10 @@ class Softmax(Function):
         y = self.y                                       # dx = y * (g - <g, y>)
         return (y * (g - (g * y).sum(axis=self.axis, keepdims=True)),)
 
+    def backward_graph(self, g):
+        y = softmax(self.inputs[0], self.axis)           # recomputed as an op: differentiable
+        return (y * (g - (g * y).sum(axis=self.axis, keepdims=True)),)
+
 
 class LogSoftmax(Function):
     saves_inputs = False
@@ -44,6 +48,10 @@ class LogSoftmax(Function):
 
     def backward(self, g):
         p = self.xp.exp(self.y)                          # dx = g - softmax * sum(g)
+        return (g - p * g.sum(axis=self.axis, keepdims=True),)
+
+    def backward_graph(self, g):
+        p = softmax(self.inputs[0], self.axis)
         return (g - p * g.sum(axis=self.axis, keepdims=True),)
 
 
@@ -83,6 +91,10 @@ class EmbeddingLookup(Function):
         backend.add_rows(grad, self.indices.reshape(-1), g.reshape(-1, D))  # repeats add up
         return (grad,)
 
+    def backward_graph(self, g):
+        from .shape import ScatterAdd
+        return (ScatterAdd.apply(g, shape=(self.vocab, g.shape[-1]), index=self.indices),)
+
 
 class Dropout(Function):
     """``x * mask`` where ``mask`` holds 0 or 1/(1-p) (drawn by ``dropout``)."""
@@ -93,6 +105,9 @@ class Dropout(Function):
         return x * mask
 
     def backward(self, g):
+        return (g * self.mask,)
+
+    def backward_graph(self, g):
         return (g * self.mask,)
 
 
@@ -185,6 +200,18 @@ class CrossEntropy(Function):
         if self.smooth:
             grad -= (self.smooth / V) * scale
         return (grad,)
+
+    def backward_graph(self, g):
+        from .shape import reshape
+        logits = self.inputs[0]
+        N, V = logits.shape
+        xp = self.xp
+        if self.reduction == "mean":
+            g = g / self.count
+        scale = reshape(g, (-1, 1)) * self.valid[:, None].astype(logits.dtype)   # (N, 1) or (1, 1)
+        target = xp.full((N, V), self.smooth / V, dtype=logits.dtype)           # smoothed one-hot
+        target[xp.arange(N), self.safe] += 1 - self.smooth
+        return ((softmax(logits, -1) - target) * scale,)                        # (p - target) * scale
 
 
 # ------------------------------------------------------------------ wrappers

@@ -30,6 +30,11 @@ def _keep(g, shape, axes, keepdims):
     return g.reshape(tuple(1 if i in axes else n for i, n in enumerate(shape)))
 
 
+def _kept_shape(shape, axes):
+    """``shape`` with the reduced ``axes`` as size 1 (the keepdims shape)."""
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
 class Sum(Function):
     saves_inputs = False
 
@@ -40,6 +45,10 @@ class Sum(Function):
     def backward(self, g):
         g = _keep(g, self.shape, self.axes, self.keepdims)
         return (self.xp.broadcast_to(g, self.shape),)     # d sum / dx_i = 1
+
+    def backward_graph(self, g):
+        from .shape import expand, reshape
+        return (expand(reshape(g, _kept_shape(self.shape, self.axes)), self.shape),)
 
 
 class Mean(Function):
@@ -55,6 +64,10 @@ class Mean(Function):
     def backward(self, g):
         g = _keep(g, self.shape, self.axes, self.keepdims) / self.count
         return (self.xp.broadcast_to(g, self.shape),)     # d mean / dx_i = 1/n
+
+    def backward_graph(self, g):
+        from .shape import expand, reshape
+        return (expand(reshape(g, _kept_shape(self.shape, self.axes)) / self.count, self.shape),)
 
 
 class Max(Function):
@@ -73,6 +86,11 @@ class Max(Function):
         g = _keep(g, self.hit.shape, self.axes, self.keepdims)
         count = self.hit.sum(axis=self.axes, keepdims=True)
         return (g * self.hit / count,)
+
+    def backward_graph(self, g):
+        from .shape import reshape
+        share = self.hit / self.hit.sum(axis=self.axes, keepdims=True)   # a constant: max'' = 0
+        return (reshape(g, _kept_shape(self.hit.shape, self.axes)) * share.astype(g.dtype),)
 
 
 class LogSumExp(Function):
@@ -93,6 +111,13 @@ class LogSumExp(Function):
     def backward(self, g):
         g = _keep(g, self.p.shape, self.axes, self.keepdims)
         return (g * self.p,)                              # d lse / dx = softmax(x)
+
+    def backward_graph(self, g):
+        from .elementwise import exp
+        from .shape import reshape
+        x = self.inputs[0]
+        p = exp(x - logsumexp(x, axis=self.axes, keepdims=True))   # softmax(x), differentiable
+        return (reshape(g, _kept_shape(x.shape, self.axes)) * p,)
 
 
 def sum(x, axis=None, keepdims=False):

@@ -23,6 +23,9 @@ class Reshape(Function):
     def backward(self, g):
         return (g.reshape(self.shape),)
 
+    def backward_graph(self, g):
+        return (reshape(g, self.shape),)
+
 
 class Transpose(Function):
     saves_inputs = False
@@ -39,6 +42,12 @@ class Transpose(Function):
             inverse[a % len(self.axes)] = i
         return (g.transpose(inverse),)
 
+    def backward_graph(self, g):
+        inverse = [0] * len(self.axes)
+        for i, a in enumerate(self.axes):
+            inverse[a % len(self.axes)] = i
+        return (permute(g, tuple(inverse)),)
+
 
 class Expand(Function):
     saves_inputs = False
@@ -51,6 +60,9 @@ class Expand(Function):
 
     def backward(self, g):
         return (g,)             # Function.apply sums g back to the input shape
+
+    def backward_graph(self, g):
+        return (g,)             # unbroadcast_tensor sums g back to the input shape
 
 
 class Concat(Function):
@@ -74,6 +86,15 @@ class Concat(Function):
             start += n
         return tuple(out)
 
+    def backward_graph(self, g):
+        out, start = [], 0
+        index = [slice(None)] * g.ndim
+        for n in self.sizes:
+            index[self.axis] = slice(start, start + n)
+            out.append(getitem(g, tuple(index)))
+            start += n
+        return tuple(out)
+
 
 class Stack(Function):
     saves_inputs = False
@@ -89,6 +110,10 @@ class Stack(Function):
     def backward(self, g):
         n = g.shape[self.axis]
         return tuple(self.xp.take(g, i, axis=self.axis) for i in range(n))
+
+    def backward_graph(self, g):
+        lead = (slice(None),) * (self.axis % g.ndim)
+        return tuple(getitem(g, lead + (i,)) for i in range(g.shape[self.axis]))
 
 
 class GetItem(Function):
@@ -106,6 +131,26 @@ class GetItem(Function):
         grad = self.xp.zeros(self.shape, dtype=g.dtype)
         backend.scatter_add(grad, self.index, g)          # repeated indices add up
         return (grad,)
+
+    def backward_graph(self, g):
+        return (ScatterAdd.apply(g, shape=self.shape, index=self.index),)
+
+
+class ScatterAdd(Function):
+    """``zeros(shape)`` with ``g`` added at ``index`` (repeats add up): GetItem's backward as an op."""
+    saves_inputs = False
+
+    def forward(self, g, shape, index):
+        self.index = index
+        out = self.xp.zeros(shape, dtype=g.dtype)
+        backend.scatter_add(out, index, g)
+        return out
+
+    def backward(self, gg):
+        return (gg[self.index],)                          # each slot of g went to out[index]
+
+    def backward_graph(self, gg):
+        return (getitem(gg, self.index),)
 
 
 # ------------------------------------------------------------------ wrappers
