@@ -10,7 +10,7 @@ from .. import backend
 from ..autograd import ops
 from ..autograd.tensor import Tensor
 from ..errors import DTypeError, ShapeError
-from .layers import Linear
+from .layers import Linear, check_input
 from .module import Module
 
 
@@ -40,10 +40,12 @@ def causal_mask(xp, T, S):
     return xp.arange(S)[None, :] <= xp.arange(T)[:, None] + (S - T)
 
 
-def _check_mask(name, mask, shape):
+def _check_mask(name, mask, shape, device="cpu"):
     if mask is None:
         return None
     data = mask.data if isinstance(mask, Tensor) else mask
+    if hasattr(data, "dtype") and backend.device_of(data) != device:
+        data = backend.to_device(data, device)        # masks are small: an explicit copy
     if getattr(data, "dtype", None) is None or data.dtype.kind != "b":
         raise DTypeError(f"{name} must be a boolean array (True = attend), got {getattr(data, 'dtype', type(data).__name__)}")
     if tuple(data.shape) != tuple(shape):
@@ -91,8 +93,13 @@ class Attention(Module):
         attn_mask     (B, T, S) full boolean mask, combined with the others
         cache         a KVCache to read and extend (incremental decoding)
         """
+        self._check_3d("x", x, self.to_q)
         B, T, _ = x.shape
         is_cross = context is not None
+        if is_cross:
+            self._check_3d("context", context, self.to_k)
+            if context.shape[0] != B:
+                raise ShapeError(f"context has batch size {context.shape[0]} but x has {B}")
         if not is_cross and cache is None:
             inputs = (self._project(x, (self.to_q, self.to_k, self.to_v)),)     # (B, T, 3I)
             S = T
@@ -108,7 +115,7 @@ class Attention(Module):
                     cache.kv = kv
             inputs = (q, kv)
             S = kv.shape[1]
-        keep = self._keep_mask(x.xp, B, T, S, is_cross, mask, context_mask, attn_mask)
+        keep = self._keep_mask(x.xp, x.device, B, T, S, is_cross, mask, context_mask, attn_mask)
         drop = None
         if self.training and self.dropout > 0:
             gen = backend.rng(x.device)
@@ -118,17 +125,26 @@ class Attention(Module):
                                                keep=keep, dropout_mask=drop)    # (B, T, H*E)
         return self.to_out(out)
 
-    def _keep_mask(self, xp, B, T, S, is_cross, mask, context_mask, attn_mask):
+    def _check_3d(self, name, t, proj):
+        """``t`` must be a (batch, length, features) float Tensor fitting ``proj``, on its device."""
+        if isinstance(t, Tensor) and t.ndim == 3 and t.shape[0] > 0:
+            check_input(self, t, proj.in_features, proj.weight)
+            return
+        shape = t.shape if isinstance(t, Tensor) else getattr(t, "shape", type(t).__name__)
+        raise ShapeError(f"Attention({self.extra_repr()}): {name} must be a Tensor of shape (batch, "
+                         f"length, {proj.in_features}) with batch >= 1, got {shape}")
+
+    def _keep_mask(self, xp, dev, B, T, S, is_cross, mask, context_mask, attn_mask):
         """Combine padding, causal and full masks into one (B|1, 1, T|1, S) boolean array or None."""
         keep = None
         pad = context_mask if is_cross else mask
-        pad = _check_mask("context_mask" if is_cross else "mask", pad, (B, S))
+        pad = _check_mask("context_mask" if is_cross else "mask", pad, (B, S), dev)
         if pad is not None:
             keep = pad[:, None, None, :]                                        # (B, 1, 1, S)
         if self.causal:
             c = causal_mask(xp, T, S)[None, None]                               # (1, 1, T, S)
             keep = c if keep is None else keep & c
-        full = _check_mask("attn_mask", attn_mask, (B, T, S))
+        full = _check_mask("attn_mask", attn_mask, (B, T, S), dev)
         if full is not None:
             keep = full[:, None] if keep is None else keep & full[:, None]       # (B, 1, T, S)
         return keep

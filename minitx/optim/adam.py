@@ -1,6 +1,7 @@
 """Adam (L2 weight decay added to the gradient) and AdamW (decoupled weight decay)."""
 import math
 
+from ..errors import InputError
 from .optimizer import Optimizer
 
 
@@ -30,9 +31,9 @@ class Adam(Optimizer):
         super()._check(hyper)
         betas = hyper["betas"]
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"invalid betas: {betas} (need two values in [0, 1))")
+            raise InputError(f"invalid betas: {betas} (need two values in [0, 1))")
         if not hyper["eps"] > 0.0:
-            raise ValueError(f"invalid eps: {hyper['eps']} (must be > 0)")
+            raise InputError(f"invalid eps: {hyper['eps']} (must be > 0)")
 
     def _update(self, p, grad, state, group):
         xp, arr = p.xp, p.data

@@ -8,18 +8,31 @@ import math
 import numpy as np
 
 from ..function import Function
-from ..tensor import Tensor
+from ..tensor import DEFAULT_FLOAT, Tensor
+from ...errors import DTypeError, InputError
 from .special import erf
 
 
 def as_tensor(x, like):
-    """Wrap a Python scalar or array as a constant Tensor with ``like``'s dtype and device."""
+    """Wrap a Python scalar or array as a constant Tensor on ``like``'s device.
+
+    A Python number takes ``like``'s dtype, except that a float next to an
+    integer or boolean tensor is float32 (``int_tensor + 2.5`` must not add 2).
+    """
     if isinstance(x, Tensor):
         return x
     xp = like.xp
     if isinstance(x, (int, float, bool)):
-        return Tensor._from_op(xp.asarray(x, dtype=like.dtype), None)
-    return Tensor._from_op(xp.asarray(x), None)
+        dtype = like.dtype
+        if isinstance(x, float) and dtype.kind in "iub":
+            dtype = DEFAULT_FLOAT
+        elif dtype.kind in "iu" and not isinstance(x, bool) and not xp.can_cast(xp.min_scalar_type(x), dtype):
+            raise InputError(f"the number {x} does not fit the tensor's dtype {dtype}")
+        return Tensor._from_op(xp.asarray(x, dtype=dtype), None)
+    try:
+        return Tensor._from_op(xp.asarray(x), None)
+    except (TypeError, ValueError) as e:
+        raise DTypeError(f"cannot use a {type(x).__name__} as a tensor operand ({e})") from None
 
 
 # ---------------------------------------------------------------- arithmetic
@@ -387,7 +400,7 @@ def relu(x):
 def gelu(x, approximate="none"):
     """GELU activation; ``approximate='none'`` (exact erf form, PyTorch's default) or ``'tanh'``."""
     if approximate not in ("none", "tanh"):
-        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+        raise InputError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
     return Gelu.apply(x, approximate=approximate)
 
 
@@ -421,7 +434,6 @@ def masked_fill(x, mask, value):
 
 def _check_bool(op, name, arr):
     if getattr(arr, "dtype", None) is None or arr.dtype.kind != "b":
-        from ...errors import DTypeError
         raise DTypeError(f"{op}: {name} must be a boolean array, got {getattr(arr, 'dtype', type(arr).__name__)}")
 
 

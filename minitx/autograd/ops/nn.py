@@ -7,7 +7,7 @@ backward use closed forms (``softmax' = y * (g - sum(g * y))``) instead of
 chaining many small gradients.
 """
 from ... import backend
-from ...errors import DTypeError, ShapeError
+from ...errors import DTypeError, InputError, ShapeError
 from ..function import Function
 from ..tensor import Tensor
 
@@ -177,7 +177,7 @@ class CrossEntropy(Function):
             # no host sync on the GPU: out-of-range targets poison the loss with NaN
             bad = valid & ((target < 0) | (target >= V))
             loss = xp.where(bad, xp.nan, loss)
-        loss = loss * valid
+        loss = xp.where(valid, loss, 0)                                 # ignored rows: 0, even for NaN logits
         self.p = e / sum_e                                             # softmax (N, V)
         self.safe, self.valid = safe, valid
         self.smooth, self.reduction = label_smoothing, reduction
@@ -257,7 +257,7 @@ def dropout(x, p=0.5, training=True):
     The identity (the same tensor) when ``training`` is False or ``p == 0``.
     """
     if not 0.0 <= p < 1.0:
-        raise ValueError(f"dropout: p must be in [0, 1), got {p}")
+        raise InputError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0.0:
         return x
     gen = backend.rng(x.device)
@@ -268,6 +268,8 @@ def dropout(x, p=0.5, training=True):
 
 def layer_norm(x, weight, bias=None, eps=1e-5):
     """Layer normalisation over the last axis with gain ``weight`` (D,) and optional ``bias`` (D,)."""
+    if x.ndim == 0:
+        raise ShapeError("layer_norm: x must have at least one axis (the one normalised), got a 0-d tensor")
     if weight.shape != x.shape[-1:]:
         raise ShapeError(f"layer_norm: weight shape {weight.shape} must be ({x.shape[-1]},), the last axis of x {x.shape}")
     if bias is None:
@@ -282,9 +284,11 @@ def cross_entropy(logits, target, ignore_index=-100, label_smoothing=0.0, reduct
     ignored), ``'sum'`` adds them, ``'none'`` returns the per-token losses (...).
     """
     if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        raise InputError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+        raise InputError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
+    if logits.ndim == 0:
+        raise ShapeError("cross_entropy: logits must have shape (..., num_classes), got a 0-d tensor")
     t = target.data if isinstance(target, Tensor) else logits.xp.asarray(target)
     if t.dtype.kind not in "iu":
         raise DTypeError(f"cross_entropy: target must hold integer class ids, got dtype {t.dtype}")

@@ -207,6 +207,9 @@ def squeeze(x, axis=None):
 
 def concat(tensors, axis=0):
     """Join tensors along an existing axis."""
+    ndim = tensors[0].ndim if len(tensors) else 0
+    if not -ndim <= axis < max(ndim, 1) or ndim == 0:
+        raise ShapeError(f"concat: axis {axis} is out of range for tensors with {ndim} dimensions")
     return Concat.apply(*tensors, axis=axis)
 
 
