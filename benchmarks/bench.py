@@ -28,6 +28,7 @@ def parse_args():
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--gen-configs", nargs="*", default=["small"], help="configs whose generation is timed")
     p.add_argument("--gen-batch", type=int, default=256)
+    p.add_argument("--gen-repeats", type=int, default=3)
     p.add_argument("--no-reference", action="store_true", help="skip x-transformers even if installed")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
     p.add_argument("--json", default=None, help="write the results to this file")
@@ -77,7 +78,8 @@ def time_generation(runner, cfg, n):
     reps = -(-n // cfg.batch)
     src, mask = np.tile(src, (reps, 1))[:n], np.tile(mask, (reps, 1))[:n]
     runner.generate(src[:8], mask[:8], 4, True)                            # warm-up
-    return {f"generate {n} ({'cache' if c else 'no cache'})": stats([runner.generate(src, mask, cfg.src_len + 1, c)])
+    return {f"generate {n} ({'cache' if c else 'no cache'})":
+            stats([runner.generate(src, mask, cfg.src_len + 1, c) for _ in range(ARGS.gen_repeats)])
             for c in (True, False)}
 
 
