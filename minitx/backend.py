@@ -182,6 +182,20 @@ def add_rows(target, rows, values):
     return target
 
 
+CACHE_BLOCK = 1 << 16   # elements: a few arrays of this many float32 fit a core's L2 cache
+
+
+def cache_blocks(size, xp):
+    """Slices cutting ``size`` elements into blocks whose working set fits the CPU cache.
+
+    A chain of N NumPy passes over a large array streams it through main
+    memory N times; run block by block, the data stays in cache (GELU and the
+    Adam update ran ~2x faster).  On the GPU: one block.
+    """
+    step = size if xp is not np else CACHE_BLOCK
+    return [slice(i, i + step) for i in range(0, max(size, 1), step)]
+
+
 # ---------------------------------------------------------------- randomness
 _seed = None
 _generators = {}

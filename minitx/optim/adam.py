@@ -1,6 +1,7 @@
 """Adam (L2 weight decay added to the gradient) and AdamW (decoupled weight decay)."""
 import math
 
+from .. import backend
 from ..errors import InputError
 from .optimizer import Optimizer
 
@@ -45,29 +46,46 @@ class Adam(Optimizer):
         state["step"] += 1
         t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
 
-        if wd != 0.0:
-            if self._decoupled:
-                arr *= 1.0 - lr * wd              # AdamW: p -= lr * wd * p
-            else:
-                g = xp.multiply(arr, wd, out=xp.empty_like(arr))   # Adam: g + wd * p
-                g += grad
-                grad = g
-
-        tmp = xp.multiply(grad, 1.0 - b1, out=xp.empty_like(arr))   # the step's one scratch array
-        m *= b1
-        m += tmp                                  # m = b1 m + (1 - b1) g
-        xp.multiply(grad, grad, out=tmp)
-        tmp *= 1.0 - b2
-        v *= b2
-        v += tmp                                  # v = b2 v + (1 - b2) g^2
-        # p -= lr/(1-b1^t) * m / (sqrt(v)/c + eps)  ==  p -= lr c/(1-b1^t) * m / (sqrt(v) + eps c)
-        # with c = sqrt(1 - b2^t): the same update with one pass fewer
         c = math.sqrt(1.0 - b2 ** t)
-        xp.sqrt(v, out=tmp)
-        tmp += eps * c                            # c * denom
-        xp.divide(m, tmp, out=tmp)
-        tmp *= -lr * c / (1.0 - b1 ** t)
-        arr += tmp
+        step = -lr * c / (1.0 - b1 ** t)
+        decay = 1.0 - lr * wd if self._decoupled else 1.0
+        l2 = 0.0 if self._decoupled else wd
+        arrays = (arr, grad, m, v)
+        if all(a.flags.c_contiguous for a in arrays):       # flat views, updated block by block
+            arrays = tuple(a.reshape(-1) for a in arrays)
+            blocks = backend.cache_blocks(arr.size, xp)
+        else:
+            blocks = [Ellipsis]
+        tmp = xp.empty_like(arrays[0][blocks[0]])
+        for b in blocks:
+            p_b, g_b, m_b, v_b = (a[b] for a in arrays)
+            scratch = tmp[:p_b.size].reshape(p_b.shape)      # the last block may be shorter
+            _adam_block(xp, p_b, g_b, m_b, v_b, scratch, b1, b2, eps * c, step, decay, l2)
+
+
+def _adam_block(xp, p, g, m, v, tmp, b1, b2, eps_c, step, decay, l2):
+    """The Adam update of one block, in place in p, m and v (tmp: scratch of p's shape).
+
+    With c = sqrt(1 - b2^t):  p -= lr/(1-b1^t) * m / (sqrt(v)/c + eps)
+    is computed as            p += step * m / (sqrt(v) + eps c),  step = -lr c/(1-b1^t)
+    (the same update, one pass fewer).
+    """
+    if decay != 1.0:
+        p *= decay                                # AdamW: p -= lr * wd * p
+    if l2:
+        g = p * l2 + g                            # Adam: g + wd * p (a new array)
+    xp.multiply(g, 1.0 - b1, out=tmp)
+    m *= b1
+    m += tmp                                      # m = b1 m + (1 - b1) g
+    xp.multiply(g, g, out=tmp)
+    tmp *= 1.0 - b2
+    v *= b2
+    v += tmp                                      # v = b2 v + (1 - b2) g^2
+    xp.sqrt(v, out=tmp)
+    tmp += eps_c                                  # c * denom
+    xp.divide(m, tmp, out=tmp)
+    tmp *= step
+    p += tmp
 
 
 class AdamW(Adam):

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from ... import backend
 from ..function import Function
 from ..tensor import DEFAULT_FLOAT, Tensor
 from ...errors import DTypeError, InputError
@@ -217,19 +218,6 @@ _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
-def cache_blocks(size, xp):
-    """Slices that cut ``size`` elements into blocks whose temporaries fit the CPU cache.
-
-    A chain of ~20 NumPy passes over a large array streams it through memory
-    20 times; block by block the data stays in cache.  On the GPU one block.
-    """
-    step = size if xp is not np else max(_BLOCK, 1)
-    return [slice(i, i + step) for i in range(0, max(size, 1), step)]
-
-
-_BLOCK = 1 << 15
-
-
 class Gelu(Function):
     """GELU: ``x * Phi(x)`` with the exact erf form, or the tanh approximation."""
 
@@ -240,7 +228,7 @@ class Gelu(Function):
             return 0.5 * x * (1 + self.t)
         flat = x.reshape(-1)
         cdf, y = self.xp.empty_like(flat), self.xp.empty_like(flat)
-        for b in cache_blocks(flat.size, self.xp):
+        for b in backend.cache_blocks(flat.size, self.xp):
             c = erf(flat[b] * (1.0 / _SQRT_2), out=cdf[b])    # Phi(x) = (1 + erf(x / sqrt 2)) / 2
             c += 1.0
             c *= 0.5
@@ -256,7 +244,7 @@ class Gelu(Function):
             return (g * (0.5 * (1 + self.t) + 0.5 * x * (1 - self.t * self.t) * du),)
         flat, gf = x.reshape(-1), g.reshape(-1)
         out = self.xp.empty_like(flat)
-        for b in cache_blocks(flat.size, self.xp):
+        for b in backend.cache_blocks(flat.size, self.xp):
             d = self.xp.multiply(flat[b], flat[b], out=out[b])  # d x Phi(x) = Phi + x phi, in place:
             d *= -0.5
             self.xp.exp(d, out=d)
