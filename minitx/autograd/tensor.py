@@ -134,6 +134,7 @@ class Tensor:
         return self.numpy().reshape(()).item()
 
     def tolist(self):
+        """The data as nested Python lists (copies from the GPU)."""
         return self.numpy().tolist()
 
     def to(self, device=None, dtype=None):
@@ -311,32 +312,81 @@ class Tensor:
             raise ShapeError(f"the truth value of a tensor of shape {self.shape} is ambiguous; use .any() or .all()")
         return bool(self.item())
 
-    def any(self): return Tensor._from_op(self._data.any(), None)
-    def all(self): return Tensor._from_op(self._data.all(), None)
+    def any(self):
+        """True if any element is non-zero (a 0-d boolean tensor)."""
+        return Tensor._from_op(self._data.any(), None)
+
+    def all(self):
+        """True if every element is non-zero (a 0-d boolean tensor)."""
+        return Tensor._from_op(self._data.all(), None)
 
     # ----------------------------------------------------------------- methods
-    def sum(self, axis=None, keepdims=False): return ops.sum(self, axis, keepdims)
-    def mean(self, axis=None, keepdims=False): return ops.mean(self, axis, keepdims)
-    def max(self, axis=None, keepdims=False): return ops.max(self, axis, keepdims)
-    def logsumexp(self, axis=-1, keepdims=False): return ops.logsumexp(self, axis, keepdims)
-    def softmax(self, axis=-1): return ops.softmax(self, axis)
-    def log_softmax(self, axis=-1): return ops.log_softmax(self, axis)
-    def exp(self): return ops.exp(self)
-    def log(self): return ops.log(self)
-    def sqrt(self): return ops.sqrt(self)
-    def tanh(self): return ops.tanh(self)
-    def sigmoid(self): return ops.sigmoid(self)
-    def relu(self): return ops.relu(self)
-    def reshape(self, *shape): return ops.reshape(self, *shape)
-    def view(self, *shape): return ops.reshape(self, *shape)
-    def transpose(self, *axes): return ops.transpose(self, *axes)
-    def permute(self, *axes): return ops.permute(self, *axes)
-    def expand(self, *shape): return ops.expand(self, *shape)
-    def unsqueeze(self, axis): return ops.unsqueeze(self, axis)
-    def squeeze(self, axis=None): return ops.squeeze(self, axis)
-    def flatten(self, start=0): return ops.reshape(self, self.shape[:start] + (-1,))
-    def masked_fill(self, mask, value): return ops.masked_fill(self, mask, value)
-    def argmax(self, axis=None): return Tensor._from_op(self._data.argmax(axis=axis), None)
+    def sum(self, axis=None, keepdims=False):
+        """Method form of ``minitx.sum`` (see its docstring)."""
+        return ops.sum(self, axis, keepdims)
+    def mean(self, axis=None, keepdims=False):
+        """Method form of ``minitx.mean`` (see its docstring)."""
+        return ops.mean(self, axis, keepdims)
+    def max(self, axis=None, keepdims=False):
+        """Method form of ``minitx.max`` (see its docstring)."""
+        return ops.max(self, axis, keepdims)
+    def logsumexp(self, axis=-1, keepdims=False):
+        """Method form of ``minitx.logsumexp`` (see its docstring)."""
+        return ops.logsumexp(self, axis, keepdims)
+    def softmax(self, axis=-1):
+        """Method form of ``minitx.softmax`` (see its docstring)."""
+        return ops.softmax(self, axis)
+    def log_softmax(self, axis=-1):
+        """Method form of ``minitx.log_softmax`` (see its docstring)."""
+        return ops.log_softmax(self, axis)
+    def exp(self):
+        """Method form of ``minitx.exp`` (see its docstring)."""
+        return ops.exp(self)
+    def log(self):
+        """Method form of ``minitx.log`` (see its docstring)."""
+        return ops.log(self)
+    def sqrt(self):
+        """Method form of ``minitx.sqrt`` (see its docstring)."""
+        return ops.sqrt(self)
+    def tanh(self):
+        """Method form of ``minitx.tanh`` (see its docstring)."""
+        return ops.tanh(self)
+    def sigmoid(self):
+        """Method form of ``minitx.sigmoid`` (see its docstring)."""
+        return ops.sigmoid(self)
+    def relu(self):
+        """Method form of ``minitx.relu`` (see its docstring)."""
+        return ops.relu(self)
+    def reshape(self, *shape):
+        """Method form of ``minitx.reshape`` (see its docstring)."""
+        return ops.reshape(self, *shape)
+    def view(self, *shape):
+        """Same as ``reshape`` (minitx arrays are never views that share a graph)."""
+        return ops.reshape(self, *shape)
+    def transpose(self, *axes):
+        """Method form of ``minitx.transpose`` (see its docstring)."""
+        return ops.transpose(self, *axes)
+    def permute(self, *axes):
+        """Method form of ``minitx.permute`` (see its docstring)."""
+        return ops.permute(self, *axes)
+    def expand(self, *shape):
+        """Method form of ``minitx.expand`` (see its docstring)."""
+        return ops.expand(self, *shape)
+    def unsqueeze(self, axis):
+        """Method form of ``minitx.unsqueeze`` (see its docstring)."""
+        return ops.unsqueeze(self, axis)
+    def squeeze(self, axis=None):
+        """Method form of ``minitx.squeeze`` (see its docstring)."""
+        return ops.squeeze(self, axis)
+    def flatten(self, start=0):
+        """Merge the axes from ``start`` on into one."""
+        return ops.reshape(self, self.shape[:start] + (-1,))
+    def masked_fill(self, mask, value):
+        """Method form of ``minitx.masked_fill`` (see its docstring)."""
+        return ops.masked_fill(self, mask, value)
+    def argmax(self, axis=None):
+        """Indices of the maxima along ``axis`` (not differentiable)."""
+        return Tensor._from_op(self._data.argmax(axis=axis), None)
 
     @property
     def T(self):

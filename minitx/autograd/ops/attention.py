@@ -17,6 +17,7 @@ def _heads(x, B, N, H, E):
 
 
 class ScaledDotProductAttention(Function):
+    """Fused multi-head attention on packed projections (see the module docstring)."""
 
     def forward(self, *xs, heads, scale, keep=None, dropout_mask=None):
         xp = self.xp

@@ -38,6 +38,7 @@ def as_tensor(x, like):
 
 # ---------------------------------------------------------------- arithmetic
 class Add(Function):
+    """a + b (broadcasting)."""
     saves_inputs = False
 
     def forward(self, a, b):
@@ -51,6 +52,7 @@ class Add(Function):
 
 
 class Sub(Function):
+    """a - b (broadcasting)."""
     saves_inputs = False
 
     def forward(self, a, b):
@@ -64,6 +66,7 @@ class Sub(Function):
 
 
 class Mul(Function):
+    """a * b (broadcasting)."""
     def forward(self, a, b):
         self.a, self.b = a, b
         return a * b
@@ -79,6 +82,7 @@ class Mul(Function):
 
 
 class Div(Function):
+    """a / b (broadcasting)."""
     def forward(self, a, b):
         self.a, self.b = a, b
         return a / b
@@ -96,6 +100,7 @@ class Div(Function):
 
 
 class Neg(Function):
+    """-x."""
     saves_inputs = False
 
     def forward(self, a):
@@ -128,6 +133,7 @@ class Pow(Function):
 
 # ------------------------------------------------------------------- unary
 class Exp(Function):
+    """e ** x."""
     saves_inputs = False
 
     def forward(self, x):
@@ -142,6 +148,7 @@ class Exp(Function):
 
 
 class Log(Function):
+    """Natural logarithm."""
     def forward(self, x):
         self.x = x
         return self.xp.log(x)
@@ -154,6 +161,7 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    """Square root."""
     saves_inputs = False
 
     def forward(self, x):
@@ -168,6 +176,7 @@ class Sqrt(Function):
 
 
 class Tanh(Function):
+    """Hyperbolic tangent."""
     saves_inputs = False
 
     def forward(self, x):
@@ -183,6 +192,7 @@ class Tanh(Function):
 
 
 class Sigmoid(Function):
+    """Logistic sigmoid 1 / (1 + e ** -x)."""
     saves_inputs = False
 
     def forward(self, x):
@@ -202,6 +212,7 @@ class Sigmoid(Function):
 
 
 class Relu(Function):
+    """max(x, 0)."""
     def forward(self, x):
         self.pos = x > 0
         return x * self.pos
@@ -256,6 +267,7 @@ class Gelu(Function):
 
 
 class Astype(Function):
+    """Cast to another dtype (the gradient is cast back)."""
     saves_inputs = False
 
     def forward(self, x, dtype):
@@ -270,6 +282,7 @@ class Astype(Function):
 
 
 class Clone(Function):
+    """A copy with its own memory."""
     saves_inputs = False
 
     def forward(self, x):

@@ -16,6 +16,7 @@ def _broadcast_batch(a_shape, b_shape):
 
 
 class MatMul(Function):
+    """Batched, broadcasting matrix product a @ b."""
     def forward(self, a, b):
         self.a, self.b = a, b
         return a @ b                                   # (..., m, k) @ (..., k, n) -> (..., m, n)

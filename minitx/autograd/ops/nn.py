@@ -18,6 +18,7 @@ def _min_value(dtype, xp):
 
 
 class Softmax(Function):
+    """Softmax along an axis, shifted by the max for stability."""
     saves_inputs = False
 
     def forward(self, x, axis):
@@ -37,6 +38,7 @@ class Softmax(Function):
 
 
 class LogSoftmax(Function):
+    """log(softmax(x)) along an axis, computed stably."""
     saves_inputs = False
 
     def forward(self, x, axis):

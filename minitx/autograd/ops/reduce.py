@@ -36,6 +36,7 @@ def _kept_shape(shape, axes):
 
 
 class Sum(Function):
+    """Sum over axes."""
     saves_inputs = False
 
     def forward(self, x, axis, keepdims):
@@ -52,6 +53,7 @@ class Sum(Function):
 
 
 class Mean(Function):
+    """Mean over axes."""
     saves_inputs = False
 
     def forward(self, x, axis, keepdims):

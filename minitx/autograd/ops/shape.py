@@ -11,6 +11,7 @@ from ..tensor import Tensor
 
 
 class Reshape(Function):
+    """A new shape, same elements."""
     saves_inputs = False
 
     def forward(self, x, shape):
@@ -28,6 +29,7 @@ class Reshape(Function):
 
 
 class Transpose(Function):
+    """Axes reordered by a permutation."""
     saves_inputs = False
 
     def forward(self, x, axes):
@@ -50,6 +52,7 @@ class Transpose(Function):
 
 
 class Expand(Function):
+    """Broadcast to a larger shape without copying."""
     saves_inputs = False
 
     def forward(self, x, shape):
@@ -66,6 +69,7 @@ class Expand(Function):
 
 
 class Concat(Function):
+    """Join tensors along an existing axis."""
     saves_inputs = False
 
     def forward(self, *xs, axis):
@@ -97,6 +101,7 @@ class Concat(Function):
 
 
 class Stack(Function):
+    """Join equal-shape tensors along a new axis."""
     saves_inputs = False
 
     def forward(self, *xs, axis):
