@@ -13,7 +13,7 @@ from .backend import gpu_available, manual_seed
 from .creation import (arange, full, ones, ones_like, rand, randint, randn, tensor, zeros,
                        zeros_like)
 from .errors import (AnomalyError, CheckpointError, DeviceError, DTypeError, GradcheckError, GraphError,
-                     InputError, MinitxError, ShapeError)
+                     InputError, MinitxError, ShapeError, StateDictError)
 
 __version__ = "0.1.0"
 
@@ -21,7 +21,7 @@ __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "g
            "directional_gradcheck", "manual_seed", "gpu_available", "backend", "tensor",
            "zeros", "ones", "full", "randn", "rand", "randint", "arange", "zeros_like",
            "ones_like", "MinitxError", "ShapeError", "DTypeError", "DeviceError",
-           "GraphError", "GradcheckError", "CheckpointError", "InputError", "AnomalyError",
+           "GraphError", "GradcheckError", "CheckpointError", "InputError", "AnomalyError", "StateDictError",
            "detect_anomaly", "is_anomaly_enabled"] + list(_ops_all)
 
 from . import nn, optim  # noqa: E402

@@ -35,7 +35,7 @@ def _keep_freed_memory_for_reuse():
         libc = ctypes.CDLL("libc.so.6")
         M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
         libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)      # serve blocks up to 1 GiB from the heap
-        libc.mallopt(M_TRIM_THRESHOLD, 1 << 31)      # keep up to 2 GiB of freed heap
+        libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)  # keep up to 2 GiB of freed heap (a C int)
     except (OSError, AttributeError):
         pass
 

@@ -36,6 +36,13 @@ class CheckpointError(MinitxError, ValueError):
     """A checkpoint file that is missing, truncated, corrupted or does not match the model."""
 
 
+class StateDictError(MinitxError, KeyError):
+    """A state dict whose keys do not match the module's parameters (the message lists them)."""
+
+    def __str__(self):                  # KeyError would show the message in quotes
+        return str(self.args[0]) if self.args else ""
+
+
 class InputError(MinitxError, ValueError):
     """An input whose values are invalid: token ids outside the vocabulary, bad options."""
 

@@ -110,7 +110,7 @@ def test_attention_rejects_a_2d_input(device):
 
 def test_attention_rejects_bad_masks_and_contexts(device):
     att = nn.Attention(4, heads=2, dim_head=2).to(device)
-    x = minitx.tensor(np.ones((2, 3, 4)), device=device)
+    x = minitx.tensor(np.ones((2, 3, 4), dtype=np.float32), device=device)
     with pytest.raises(minitx.DTypeError, match="mask must be a boolean array"):
         att(x, mask=np.ones((2, 3), dtype=int))
     with pytest.raises(minitx.ShapeError, match=r"mask has shape \(2, 4\), expected \(2, 3\)"):
@@ -118,7 +118,7 @@ def test_attention_rejects_bad_masks_and_contexts(device):
     with pytest.raises(minitx.ShapeError, match=r"\(\.\.\., 4\)"):
         att(x, context=minitx.tensor(np.ones((2, 5, 6)), device=device))
     with pytest.raises(minitx.ShapeError):       # context batch 3 against x batch 2
-        att(x, context=minitx.tensor(np.ones((3, 5, 4)), device=device))
+        att(x, context=minitx.tensor(np.ones((3, 5, 4), dtype=np.float32), device=device))
 
 
 # ------------------------------------------------------------------- ops
@@ -184,7 +184,7 @@ def test_layer_parameters_on_another_device_than_the_input(device):
     (SRC[None], TGT, None, minitx.ShapeError, r"src must have shape \(batch, length\), got \(1, 2, 4\)"),
     (SRC, TGT[0], MASK, minitx.ShapeError, r"tgt must have shape \(batch, length >= 2\)"),
     (SRC, TGT[:1], MASK, minitx.ShapeError, "src has batch size 2 but tgt has 1"),
-    (SRC, TGT, MASK[:1], minitx.ShapeError, r"mask has shape \(1, 4\) but the tokens have shape \(2, 4\)"),
+    (SRC, TGT, MASK[:1], minitx.ShapeError, r"mask has shape \(1, 4\), expected \(2, 4\)"),
     (SRC, TGT, MASK.astype(int), minitx.DTypeError, "mask must be boolean"),
     (SRC[:, :0], TGT, None, minitx.ShapeError, "every row needs at least one token"),
     (-SRC, TGT, MASK, minitx.InputError, r"src holds token id -5, outside the vocabulary \[0, 6\)"),

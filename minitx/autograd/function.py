@@ -42,7 +42,7 @@ class no_grad:
 
     def __call__(self, func):
         def wrapper(*args, **kwargs):
-            with no_grad():
+            with type(self)():                # no_grad() or enable_grad()
                 return func(*args, **kwargs)
         wrapper.__name__, wrapper.__doc__ = func.__name__, func.__doc__
         return wrapper
@@ -82,7 +82,9 @@ class Function:
       xp          numpy or cupy, taken from the inputs
     """
 
-    saves_inputs = True  # False for ops whose backward never reads input values
+    saves_inputs = True   # False for ops whose backward never reads input values
+    saves_output = False  # True for ops whose backward reads their own output (exp, softmax ...)
+    output_is_view = False  # True when the output may share memory with input 0 (reshape ...)
 
     inputs = ()
     freed = False
@@ -106,9 +108,13 @@ class Function:
                 raise
             raise err from e
         result = Tensor._from_op(out, fn if record else None)
+        if cls.output_is_view:
+            result._vc = inputs[0]._vc        # in-place changes to either show in both
         if record:
             fn.inputs = inputs
             fn.versions = tuple(t._version for t in inputs)
+            if cls.saves_output:
+                fn.output_vc, fn.output_version = result._vc, result._version
             if NodeHook.on_record is not None:   # graph.trace(): note which module made fn
                 NodeHook.on_record(fn)
         if AnomalyMode.enabled:
@@ -150,12 +156,18 @@ class Function:
                         f"{t._version}); backward needs its old value. Use "
                         "x.clone() before changing it, or change it after backward()."
                     )
+        if self.saves_output and self.output_vc[0] != self.output_version:
+            raise GraphError(
+                f"the output of {self.name} was modified in place after the forward pass; "
+                "its backward needs the old value. Use y.clone() before changing it."
+            )
         grads = self.backward(grad)
         if AnomalyMode.enabled:
             check_backward(self, grad, grads)
         return tuple(
-            None if g is None else unbroadcast(g, t.shape)
-            for g, t in zip(grads, self.inputs)
+            None if g is None or not t.requires_grad
+            else unbroadcast(g if g.dtype == t.dtype else g.astype(t.dtype), t.shape)
+            for g, t in zip(grads, self.inputs)     # a float32 input gets a float32 gradient
         )
 
     def release(self):

@@ -13,14 +13,14 @@ evaluations of ``fn`` however large the inputs, for checks of whole models.
 import numpy as np
 
 from .. import backend
-from ..errors import DTypeError, GradcheckError
+from ..errors import DTypeError, GradcheckError, InputError
 from .function import no_grad
 
 
 def _checked_inputs(inputs):
     checked = [i for i, t in enumerate(inputs) if getattr(t, "requires_grad", False)]
     if not checked:
-        raise ValueError("gradcheck: no input has requires_grad=True, nothing to check")
+        raise InputError("gradcheck: no input has requires_grad=True, nothing to check")
     for i in checked:
         if inputs[i].dtype != np.float64:
             raise DTypeError(

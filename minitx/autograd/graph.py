@@ -23,6 +23,7 @@ block's residual adds, stay visible); parameters used only inside one such
 node are folded into it.  Export
 before ``backward()`` (which frees the graph) or pass ``retain_graph=True``.
 """
+from ..errors import InputError
 from .tracing import trace
 
 __all__ = ["to_dot", "to_text", "render", "trace"]
@@ -105,7 +106,7 @@ def build(tensor, params=None, collapse_modules=False, collapse_depth=2):
     key_of, groups = {}, {}
     frames = _groups(ops, collapse_depth) if collapse_modules else {}
     if collapse_modules and ops and not any(hasattr(fn, "scope") for fn in ops.values()):
-        raise ValueError("collapse_modules=True needs a graph recorded inside `with graph.trace(model):`")
+        raise InputError("collapse_modules=True needs a graph recorded inside `with graph.trace(model):`")
     for i, fn in ops.items():
         frame = frames.get(i)
         if frame is None:

@@ -63,7 +63,7 @@ class Tensor:
         """Wrap an op's output array without copying or converting it."""
         t = cls.__new__(cls)
         t._data = data
-        t._version = 0
+        t._vc = [0]
         t.requires_grad = creator is not None
         t.grad = None
         t.creator = creator
@@ -79,11 +79,20 @@ class Tensor:
     @data.setter
     def data(self, value):
         self._data = value
-        self._version = getattr(self, "_version", -1) + 1
+        vc = self.__dict__.get("_vc")
+        if vc is None:
+            self._vc = [0]          # the version counter, shared with views and detach()ed copies
+        else:
+            vc[0] += 1
+
+    @property
+    def _version(self):
+        """How many in-place changes this tensor's memory has seen (shared with its views)."""
+        return self._vc[0]
 
     def bump_version(self):
         """Record that ``data`` was changed in place (done by every in-place method)."""
-        self._version += 1
+        self._vc[0] += 1
 
     @property
     def shape(self):
@@ -164,6 +173,7 @@ class Tensor:
     def detach(self):
         """A new leaf sharing this tensor's data, cut off from the graph."""
         t = Tensor._from_op(self._data, None)
+        t._vc = self._vc            # same memory, same version counter
         return t
 
     def clone(self):
@@ -209,7 +219,8 @@ class Tensor:
         if self.creator is None:   # a leaf: its gradient is the seed itself
             if self._hooks is not None:
                 grad = self._hooks.fire(grad)
-            self.grad = Tensor._from_op(grad, None) if self.grad is None else Tensor._from_op(self.grad.data + grad, None)
+            seed = grad.copy()           # never alias the caller's array
+            self.grad = Tensor._from_op(seed, None) if self.grad is None else Tensor._from_op(self.grad.data + seed, None)
             return
         if create_graph:           # the seed becomes part of the recorded backward graph
             grad = seed if seed is not None else Tensor._from_op(grad, None)
@@ -244,13 +255,13 @@ class Tensor:
     def __setitem__(self, index, value):
         self._check_inplace()
         self._data[_index_array(index)] = value.data if isinstance(value, Tensor) else value
-        self._version += 1
+        self._vc[0] += 1
 
     def fill_(self, value):
         """Set every element to ``value`` in place."""
         self._check_inplace()
         self._data.fill(value)
-        self._version += 1
+        self._vc[0] += 1
         return self
 
     def zero_(self):
@@ -262,7 +273,7 @@ class Tensor:
         self._check_inplace()
         src = other.data if isinstance(other, Tensor) else other
         self._data[...] = src
-        self._version += 1
+        self._vc[0] += 1
         return self
 
     def add_(self, other, alpha=1.0):
@@ -270,14 +281,14 @@ class Tensor:
         self._check_inplace()
         src = other.data if isinstance(other, Tensor) else other
         self._data += alpha * src if alpha != 1.0 else src
-        self._version += 1
+        self._vc[0] += 1
         return self
 
     def mul_(self, other):
         """``self *= other`` in place."""
         self._check_inplace()
         self._data *= other.data if isinstance(other, Tensor) else other
-        self._version += 1
+        self._vc[0] += 1
         return self
 
     # -------------------------------------------------------------- operators
@@ -361,7 +372,7 @@ class Tensor:
         """Method form of ``minitx.reshape`` (see its docstring)."""
         return ops.reshape(self, *shape)
     def view(self, *shape):
-        """Same as ``reshape`` (minitx arrays are never views that share a graph)."""
+        """Same as ``reshape``."""
         return ops.reshape(self, *shape)
     def transpose(self, *axes):
         """Method form of ``minitx.transpose`` (see its docstring)."""

@@ -4,12 +4,14 @@ and an optional key/value cache for incremental decoding.
 Shapes: B batch, T queries, S keys, H heads, E head dim, D model dim.
 Masks use True = attend.  Masked scores are set to the dtype's most negative
 finite value (never -inf), and a query whose keys are all masked outputs zeros
-with zero gradient (``masked_softmax``).
+with zero gradient.  The arithmetic is one fused op,
+``minitx.autograd.ops.attention.ScaledDotProductAttention``; this module projects,
+builds the masks and keeps the cache.
 """
 from .. import backend
 from ..autograd import ops
 from ..autograd.tensor import Tensor
-from ..errors import DTypeError, ShapeError
+from ..errors import DTypeError, InputError, ShapeError
 from .layers import Linear, check_input
 from .module import Module
 
@@ -73,7 +75,7 @@ class Attention(Module):
         self.to_v = Linear(dim_context or dim, inner, bias=bias)
         self.to_out = Linear(inner, dim, bias=bias)
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"Attention: dropout must be in [0, 1), got {dropout}")
+            raise InputError(f"Attention: dropout must be in [0, 1), got {dropout}")
         self.dropout = dropout                   # on the attention probabilities
 
     def _project(self, x, layers):

@@ -192,7 +192,7 @@ def drop_context_tokens(enc, mask, dropout):
     xp = enc.xp
     B, S, _ = enc.shape
     keep = 1.0 - dropout
-    K = max(1, math.ceil(S * keep))
+    K = max(1, math.ceil(round(S * keep, 9)))                      # round: 10 * 0.3 is 3.0000000000000004
     if mask is None:
         mask = xp.ones((B, S), dtype=bool)
     scores = backend.rng(enc.device).random((B, S))
@@ -200,7 +200,7 @@ def drop_context_tokens(enc, mask, dropout):
     idx = xp.argsort(-scores, axis=1)[:, :K]                        # (B, K)
     rows = xp.arange(B)[:, None]
     kept = enc[rows, idx]                                           # (B, K, D), differentiable gather
-    n_keep = xp.ceil(mask.sum(axis=1) * keep).astype(np.int64)      # (B,)
+    n_keep = xp.ceil(xp.round(mask.sum(axis=1) * keep, 9)).astype(np.int64)   # (B,)
     new_mask = mask[rows, idx] & (xp.arange(K)[None, :] < n_keep[:, None])
     return kept, new_mask
 

@@ -50,7 +50,7 @@ def check_input(layer, x, dim, weight):
     expected size when the last axis does not fit, and DeviceError naming both
     devices when ``x`` and the layer's ``weight`` live on different ones.
     """
-    if isinstance(x, Tensor) and x.ndim and x.shape[-1] == dim and x.dtype.kind == "f" \
+    if isinstance(x, Tensor) and x.ndim and x.shape[-1] == dim and x.dtype == weight.dtype \
             and x.device == weight.device:
         return                                          # the common case: a few attribute reads
     name = f"{type(layer).__name__}({layer.extra_repr()})"
@@ -62,6 +62,9 @@ def check_input(layer, x, dim, weight):
                          f"its last axis must have size {dim}")
     if x.dtype.kind != "f":
         raise DTypeError(f"{name}: input must be floating point, got dtype {x.dtype}; convert with x.float()")
+    if x.dtype != weight.dtype:
+        raise DTypeError(f"{name}: input is {x.dtype} but the layer's parameters are {weight.dtype}; "
+                         f"convert one of them (x.to(dtype={str(weight.dtype)!r}) or layer.to(dtype={str(x.dtype)!r}))")
     raise DeviceError(f"{name}: input is on {x.device} but the layer's parameters are on "
                       f"{weight.device}; move one of them (x.to({weight.device!r}) or "
                       f"layer.to({x.device!r}))")

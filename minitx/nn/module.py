@@ -12,7 +12,7 @@ import numpy as np
 from .. import backend
 from ..autograd.function import no_grad
 from ..autograd.tensor import Tensor
-from ..errors import ShapeError
+from ..errors import ShapeError, StateDictError
 
 
 class Parameter(Tensor):
@@ -197,7 +197,7 @@ class Module:
         missing = [k for k in params if k not in state]
         unexpected = [k for k in state if k not in params]
         if strict and (missing or unexpected):
-            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+            raise StateDictError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
         for name, p in params.items():
             if name not in state:
                 continue

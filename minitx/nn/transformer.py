@@ -18,7 +18,7 @@ from .. import backend
 from ..autograd import ops
 from ..autograd.anomaly import is_anomaly_enabled
 from ..autograd.tensor import Tensor
-from ..errors import DTypeError, InputError, ShapeError
+from ..errors import DeviceError, DTypeError, InputError, ShapeError
 from .attention import Attention, KVCache
 from .layers import AbsolutePositionalEmbedding, Dropout, Embedding, FeedForward, LayerNorm, Linear, as_array
 from .module import Module, ModuleList
@@ -109,7 +109,19 @@ def token_ids(x, name, num_tokens, device):
             raise InputError(f"{name} holds token id {bad}, outside the vocabulary [0, {num_tokens})")
     elif data.size and is_anomaly_enabled() and bool(((data < 0) | (data >= num_tokens)).any()):
         raise InputError(f"{name} holds token ids outside the vocabulary [0, {num_tokens})")
-    return backend.to_device(data, device) if backend.device_of(data) != device else data
+    return to_model_device(data, name, device)
+
+
+def to_model_device(data, name, device):
+    """``data`` on the model's ``device``: host arrays are copied to the GPU (the usual input
+    transfer); a GPU array for a CPU model is an error, never a silent copy back."""
+    here = backend.device_of(data)
+    if here == device:
+        return data
+    if here == "gpu":
+        raise DeviceError(f"{name} is on the GPU but the model is on the CPU; move the model "
+                          f"with model.to('gpu') or pass {name} as a NumPy array")
+    return backend.to_device(data, device)
 
 
 def bool_mask(m, name, shape, device):
@@ -120,8 +132,8 @@ def bool_mask(m, name, shape, device):
     if data.dtype.kind != "b":
         raise DTypeError(f"{name} must be boolean (True = real token), got dtype {data.dtype}")
     if tuple(data.shape) != tuple(shape):
-        raise ShapeError(f"{name} has shape {tuple(data.shape)} but the tokens have shape {tuple(shape)}")
-    return backend.to_device(data, device) if backend.device_of(data) != device else data
+        raise ShapeError(f"{name} has shape {tuple(data.shape)}, expected {tuple(shape)} (batch, keys)")
+    return to_model_device(data, name, device)
 
 
 class TransformerWrapper(Module):
@@ -151,8 +163,8 @@ class TransformerWrapper(Module):
         dev = self.token_emb.weight.device
         ids = token_ids(x, "tokens", self.num_tokens, dev)
         B, T = ids.shape
-        mask = bool_mask(mask, "mask", (B, T), dev)
         offset = 0 if cache is None else cache[0][0].length
+        mask = bool_mask(mask, "mask", (B, offset + T), dev)             # with a cache: every key so far
         h = self.token_emb(ids) + self.pos_emb(T, offset)                    # (B, T, D)
         h = self.attn_layers(self.emb_dropout(h), mask=mask, context=context,
                              context_mask=context_mask, cache=cache)

@@ -121,6 +121,8 @@ class Pow(Function):
         return x ** p
 
     def backward(self, g):
+        if self.p == 0:
+            return (g * 0,)                                # x^0 = 1: no gradient (not 0 * 0^-1 = NaN)
         return (g * self.p * self.x ** (self.p - 1),)   # d x^p = p x^(p-1)
 
     def backward_graph(self, g):
@@ -134,6 +136,7 @@ class Pow(Function):
 # ------------------------------------------------------------------- unary
 class Exp(Function):
     """e ** x."""
+    saves_output = True
     saves_inputs = False
 
     def forward(self, x):
@@ -162,6 +165,7 @@ class Log(Function):
 
 class Sqrt(Function):
     """Square root."""
+    saves_output = True
     saves_inputs = False
 
     def forward(self, x):
@@ -177,6 +181,7 @@ class Sqrt(Function):
 
 class Tanh(Function):
     """Hyperbolic tangent."""
+    saves_output = True
     saves_inputs = False
 
     def forward(self, x):
@@ -193,6 +198,7 @@ class Tanh(Function):
 
 class Sigmoid(Function):
     """Logistic sigmoid 1 / (1 + e ** -x)."""
+    saves_output = True
     saves_inputs = False
 
     def forward(self, x):

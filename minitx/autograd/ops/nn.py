@@ -19,6 +19,7 @@ def _min_value(dtype, xp):
 
 class Softmax(Function):
     """Softmax along an axis, shifted by the max for stability."""
+    saves_output = True
     saves_inputs = False
 
     def forward(self, x, axis):
@@ -39,6 +40,7 @@ class Softmax(Function):
 
 class LogSoftmax(Function):
     """log(softmax(x)) along an axis, computed stably."""
+    saves_output = True
     saves_inputs = False
 
     def forward(self, x, axis):
@@ -63,6 +65,7 @@ class MaskedSoftmax(Function):
     Masked entries get probability 0.  A row whose entries are all masked
     outputs zeros (not NaN, not uniform), and so passes back zero gradient.
     """
+    saves_output = True
     saves_inputs = False
 
     def forward(self, x, mask):
@@ -180,7 +183,8 @@ class CrossEntropy(Function):
             bad = valid & ((target < 0) | (target >= V))
             loss = xp.where(bad, xp.nan, loss)
         loss = xp.where(valid, loss, 0)                                 # ignored rows: 0, even for NaN logits
-        self.p = e / sum_e                                             # softmax (N, V)
+        e /= sum_e
+        self.p = xp.where(valid[:, None], e, 0)                        # softmax (N, V); 0 on ignored rows
         self.safe, self.valid = safe, valid
         self.smooth, self.reduction = label_smoothing, reduction
         if reduction == "none":

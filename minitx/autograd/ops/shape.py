@@ -12,6 +12,7 @@ from ..tensor import Tensor
 
 class Reshape(Function):
     """A new shape, same elements."""
+    output_is_view = True
     saves_inputs = False
 
     def forward(self, x, shape):
@@ -30,6 +31,7 @@ class Reshape(Function):
 
 class Transpose(Function):
     """Axes reordered by a permutation."""
+    output_is_view = True
     saves_inputs = False
 
     def forward(self, x, axes):
@@ -53,6 +55,7 @@ class Transpose(Function):
 
 class Expand(Function):
     """Broadcast to a larger shape without copying."""
+    output_is_view = True
     saves_inputs = False
 
     def forward(self, x, shape):
@@ -123,6 +126,7 @@ class Stack(Function):
 
 class GetItem(Function):
     """``x[index]`` with slices, ints, None, Ellipsis, boolean or integer arrays."""
+    output_is_view = True
     saves_inputs = False
 
     def forward(self, x, index):

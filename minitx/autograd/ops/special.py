@@ -5,8 +5,8 @@ Two paths, chosen by dtype:
 * float32 (and lower): a rational approximation ``x * P(x^2) / Q(x^2)`` on
   [-4, 4] (erf is +-1 to float32 precision outside) in float32 arithmetic: about
   20 in-place array passes, cheap enough for every training step, and GELU built
-  on it is as accurate as PyTorch's float32 GELU (worst error ~2 eps * max(|x|, 1)).  It is
-  evaluated in float64 and rounded once: float32 arithmetic would lose ~7 ulp.
+  on it is as accurate as PyTorch's float32 GELU (worst error ~2 eps * max(|x|, 1)
+  against PyTorch's 2.9 on a dense sweep of [-8, 8]).
 * float64: the Maclaurin series for |x| < 3 (60 terms, error < 1e-14) and the
   continued fraction of erfc for |x| >= 3 (error < 1e-16 there), so float64
   gradient checks see the exact function.
