@@ -55,6 +55,10 @@ def backward(root, grad, retain_graph=False, create_graph=False):
     run = run_backward_graph if create_graph else Function.run_backward
     keep = retain_graph or create_graph
     pending = {id(root.creator): grad}  # node id -> gradient w.r.t. its output
+    handed = set()                      # ids of arrays already stored as some leaf's .grad
+
+    def to_leaf(leaf, g):
+        accumulate(leaf, g, handed)
     with enable_grad() if create_graph else no_grad():
         for fn in order:
             g_out = pending.pop(id(fn), None)
@@ -67,8 +71,8 @@ def backward(root, grad, retain_graph=False, create_graph=False):
                 if g is None or not t.requires_grad:
                     continue
                 if t.creator is None:  # a leaf: accumulate into .grad
-                    if leaf_hooks is None or not leaf_hooks.add(t, g, accumulate):
-                        accumulate(t, g)
+                    if leaf_hooks is None or not leaf_hooks.add(t, g, to_leaf):
+                        to_leaf(t, g)
                 else:
                     key = id(t.creator)
                     prev = pending.get(key)
@@ -76,16 +80,28 @@ def backward(root, grad, retain_graph=False, create_graph=False):
             if not keep:
                 fn.release()
         if leaf_hooks is not None:
-            leaf_hooks.flush(accumulate)
+            leaf_hooks.flush(to_leaf)
 
 
-def accumulate(leaf, g):
-    """``leaf.grad += g``; g is an array, or a Tensor (with its graph) under create_graph."""
+def accumulate(leaf, g, handed=None):
+    """``leaf.grad += g``; g is an array, or a Tensor (with its graph) under create_graph.
+
+    The first gradient of a leaf is stored as is when it is a fresh array of its
+    own (the usual case: a matmul's result), and copied when it is a view or
+    read-only, or already stored for another leaf (``handed``: Add returns one
+    array for both inputs), so that no two ``.grad`` share memory.
+    """
     Tensor = tensor_module.Tensor
     if isinstance(g, Tensor):
         from .ops import clone
         leaf.grad = clone(g) if leaf.grad is None else leaf.grad + g   # clone: g may be shared
-    elif leaf.grad is None:    # g may be shared or a broadcast view: keep a private copy
-        leaf.grad = Tensor._from_op(g.copy(), None)
+    elif leaf.grad is None:
+        private = (g.flags.owndata and getattr(g.flags, "writeable", True)   # CuPy has no writeable flag
+                   and handed is not None and id(g) not in handed)
+        if not private:
+            g = g.copy()
+        if handed is not None:
+            handed.add(id(g))
+        leaf.grad = Tensor._from_op(g, None)
     else:
         leaf.grad.data = leaf.grad.data + g
