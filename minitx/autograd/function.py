@@ -177,6 +177,7 @@ class Function:
 
     @property
     def name(self):
+        """The op's class name (used in error messages and graph pictures)."""
         return type(self).__name__
 
     def __repr__(self):

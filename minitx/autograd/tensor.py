@@ -96,18 +96,22 @@ class Tensor:
 
     @property
     def shape(self):
+        """The shape tuple."""
         return self._data.shape
 
     @property
     def ndim(self):
+        """Number of axes."""
         return self._data.ndim
 
     @property
     def dtype(self):
+        """The NumPy dtype."""
         return self._data.dtype
 
     @property
     def size(self):
+        """Number of elements."""
         return self._data.size
 
     def numel(self):
@@ -401,6 +405,7 @@ class Tensor:
 
     @property
     def T(self):
+        """All axes reversed (the transpose of a matrix)."""
         return ops.transpose(self)
 
     def __repr__(self):
