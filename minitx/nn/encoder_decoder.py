@@ -14,7 +14,6 @@ import numbers
 import numpy as np
 
 from .. import backend
-from ..autograd import ops
 from ..autograd.function import no_grad
 from ..errors import InputError, ShapeError
 from .transformer import (AutoregressiveWrapper, Decoder, Encoder, TransformerWrapper, as_array, bool_mask,

@@ -17,7 +17,6 @@ import numpy as np
 from .. import backend
 from ..autograd import ops
 from ..autograd.anomaly import is_anomaly_enabled
-from ..autograd.tensor import Tensor
 from ..errors import DeviceError, DTypeError, InputError, ShapeError
 from .attention import Attention, KVCache
 from .layers import AbsolutePositionalEmbedding, Dropout, Embedding, FeedForward, LayerNorm, Linear, as_array

@@ -1,11 +1,13 @@
 """Every differentiable op, as a plain function of Tensors.
 
-Each family lives in its own file (elementwise, reduce, shape, linalg, nn); a
+Each family lives in its own file (elementwise, activations, reduce, shape, linalg,
+nn, attention); a
 file holds the ``Function`` subclasses and, below them, these wrappers.
 """
+from .activations import gelu, relu, sigmoid, tanh
 from .attention import scaled_dot_product_attention
-from .elementwise import (add, astype, clone, div, exp, gelu, log, masked_fill, mul, neg,
-                          pow, relu, sigmoid, sqrt, sub, tanh, where)
+from .elementwise import (add, astype, clone, div, exp, log, masked_fill, mul, neg, pow, sqrt,
+                          sub, where)
 from .linalg import linear, matmul
 from .nn import (cross_entropy, dropout, embedding, layer_norm, log_softmax,
                  masked_softmax, softmax)
