@@ -12,7 +12,6 @@ GELU, positions scaled by dim ** -0.5, bias-free logits head.
 """
 import math
 
-import numpy as np
 
 from .. import backend
 from ..autograd import ops
@@ -101,14 +100,33 @@ def token_ids(x, name, num_tokens, device):
         raise ShapeError(f"{name} must have shape (batch, length), got {tuple(data.shape)}")
     if data.shape[1] == 0 and data.shape[0]:
         raise ShapeError(f"{name} has shape {tuple(data.shape)}: every row needs at least one token")
-    if not backend.is_gpu_array(data) and data.size:      # a host array: checking costs no sync
-        lo, hi = int(data.min()), int(data.max())
-        if lo < 0 or hi >= num_tokens:
-            bad = lo if lo < 0 else hi
-            raise InputError(f"{name} holds token id {bad}, outside the vocabulary [0, {num_tokens})")
-    elif data.size and is_anomaly_enabled() and bool(((data < 0) | (data >= num_tokens)).any()):
-        raise InputError(f"{name} holds token ids outside the vocabulary [0, {num_tokens})")
+    check_vocabulary(data, name, num_tokens)
     return to_model_device(data, name, device)
+
+
+def check_vocabulary(data, name, num_tokens, ignore_index=None):
+    """Raise InputError when an id in ``data`` (other than ``ignore_index``) is outside [0, num_tokens).
+
+    Host arrays are always checked (no sync); GPU arrays only inside
+    ``detect_anomaly()``, since reading the answer back costs a host sync.
+    """
+    if not data.size:
+        return
+    ignored = "" if ignore_index is None else f" and not ignore_index ({ignore_index})"
+    if backend.is_gpu_array(data):
+        if is_anomaly_enabled():
+            bad = (data < 0) | (data >= num_tokens)
+            if ignore_index is not None:
+                bad &= data != ignore_index
+            if bool(bad.any()):
+                raise InputError(f"{name} holds token ids outside the vocabulary [0, {num_tokens}){ignored}")
+        return
+    real = data if ignore_index is None else data[data != ignore_index]
+    if real.size:
+        lo, hi = int(real.min()), int(real.max())
+        if lo < 0 or hi >= num_tokens:
+            raise InputError(f"{name} holds token id {lo if lo < 0 else hi}, outside the vocabulary "
+                             f"[0, {num_tokens}){ignored}")
 
 
 def to_model_device(data, name, device):
@@ -192,19 +210,14 @@ class AutoregressiveWrapper(Module):
             raise ShapeError(f"tgt must have shape (batch, length >= 2), got {tuple(data.shape)}")
         if data.dtype.kind not in "iu":
             raise DTypeError(f"tgt must hold integer token ids, got dtype {data.dtype}")
+        check_vocabulary(data, "tgt", self.net.num_tokens, self.ignore_index)
         xp = backend.get_array_module(data)
-        if xp is np and data.size:
-            real = data[data != self.ignore_index]
-            if real.size and (real.min() < 0 or real.max() >= self.net.num_tokens):
-                bad = int(real.min()) if real.min() < 0 else int(real.max())
-                raise InputError(f"tgt holds token id {bad}, outside the vocabulary [0, "
-                                 f"{self.net.num_tokens}) and not ignore_index ({self.ignore_index})")
         inp, labels = data[:, :-1], data[:, 1:]
         inp = xp.where(inp == self.ignore_index, self.pad_value, inp)
         if inp.shape[1] > self.net.max_seq_len:
             raise ShapeError(f"tgt has length {data.shape[1]}: the decoder reads {inp.shape[1]} positions "
                              f"but its max_seq_len is {self.net.max_seq_len}")
         logits = self.net(inp, context=context, context_mask=context_mask)   # (B, T, V)
-        labels = backend.to_device(labels, logits.device) if backend.device_of(labels) != logits.device else labels
+        labels = to_model_device(labels, "tgt", logits.device)
         return ops.cross_entropy(logits, labels, ignore_index=self.ignore_index,
                                  label_smoothing=self.label_smoothing)
