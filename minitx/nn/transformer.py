@@ -12,7 +12,6 @@ GELU, positions scaled by dim ** -0.5, bias-free logits head.
 """
 import math
 
-
 from .. import backend
 from ..autograd import ops
 from ..autograd.anomaly import is_anomaly_enabled
