@@ -2,14 +2,19 @@
 
 Both frameworks get the same batches (NumPy arrays made once), the same model
 configuration and the same thread count; each measurement is a list of
-seconds per repetition, taken after warm-up.
+seconds per repetition, taken after warm-up.  On the GPU each framework's peak
+memory is what its own allocator reserved (CuPy's default pool for minitx, PyTorch's
+caching allocator for x-transformers): the two are separate, so both are measured in
+this one process.
 """
 import contextlib
+import gc
 import time
 
 import numpy as np
 
 PAD, BOS, EOS = 0, 1, 2
+CAPTURE_WARMUP = 3    # eager calls CapturedStep makes before the call that captures the graph
 
 
 def make_batches(cfg, n, seed=0):
@@ -74,6 +79,18 @@ class Runner:
         self.sync()
         return t1 - t0, t2 - t1, time.perf_counter() - t2
 
+    def whole_step(self, batch):
+        """One training step with a single sync at its end; returns seconds."""
+        src, tgt, mask = (self.put(a) for a in batch)
+        self.sync()
+        t = time.perf_counter()
+        self.opt.zero_grad()
+        loss = self.model(src, tgt, mask=mask)
+        loss.backward()
+        self.opt.step()
+        self.sync()
+        return time.perf_counter() - t
+
 
 class MinitxRunner(Runner):
     """minitx's XTransformer + Adam on ``device``."""
@@ -98,6 +115,24 @@ class MinitxRunner(Runner):
     def sync(self):
         self.minitx.backend.synchronize(self.device)
 
+    @staticmethod
+    def _gpu_pool():
+        import minitx
+        return minitx.backend.array_module("gpu").get_default_memory_pool()
+
+    @classmethod
+    def reset_gpu_memory(cls):
+        """Return CuPy's cached free blocks to the driver (call before building the model)."""
+        gc.collect()
+        cls._gpu_pool().free_all_blocks()
+
+    @classmethod
+    def gpu_reserved_mb(cls):
+        """MB held by CuPy's default pool.  The pool keeps freed blocks for reuse and
+        gives nothing back while the process runs, so after the timed steps this is
+        the peak reserved since :meth:`reset_gpu_memory`."""
+        return cls._gpu_pool().total_bytes() / 2**20
+
     def matmul_fraction(self, batches):
         """Share of the training step spent inside matmul / linear ops."""
         from minitx.autograd.ops.linalg import Linear, MatMul
@@ -114,6 +149,43 @@ class MinitxRunner(Runner):
                             mask=self.put(mask), temperature=0.0, use_cache=use_cache)
         self.sync()
         return time.perf_counter() - t
+
+
+class CapturedMinitxRunner(MinitxRunner):
+    """MinitxRunner whose whole training step replays one CUDA graph (GPU only).
+
+    ``minitx.cuda_graph.CapturedStep`` runs the first CAPTURE_WARMUP calls eagerly,
+    captures on the next and replays from then on, copying the inputs into its
+    static buffers.
+    """
+
+    name = "minitx (CUDA graph)"
+
+    def __init__(self, cfg, device="gpu"):
+        super().__init__(cfg, device)
+        from minitx.cuda_graph import CapturedStep
+        self.captured = CapturedStep(self._train_step, optimizers=[self.opt], warmup=CAPTURE_WARMUP)
+
+    def _train_step(self, src, tgt, mask):
+        self.opt.zero_grad()
+        loss = self.model(src, tgt, mask=mask)
+        loss.backward()
+        self.opt.step()
+        return loss
+
+    def whole_step(self, batch):
+        src, tgt, mask = (self.put(a) for a in batch)
+        self.sync()
+        t = time.perf_counter()
+        self.last_loss = self.captured(src, tgt, mask)
+        self.sync()
+        return time.perf_counter() - t
+
+    def graph_reserved_mb(self):
+        """MB in CuPy's default pool (eager warm-up, parameters, optimizer state) plus the
+        graph's private pool (CapturedStep allocates the captured step from a pool of its own)."""
+        pool = getattr(self.captured, "_pool", None)
+        return self.gpu_reserved_mb() + (pool.total_bytes() / 2**20 if pool is not None else 0.0)
 
 
 class TorchRunner(Runner):
@@ -138,6 +210,21 @@ class TorchRunner(Runner):
     def sync(self):
         if self.device == "cuda":
             self.torch.cuda.synchronize()
+
+    @staticmethod
+    def reset_gpu_memory():
+        """Empty PyTorch's cache and restart its peak statistics (call before building the model)."""
+        import torch
+        gc.collect()
+        torch.cuda.init()                 # the allocator's statistics exist once CUDA is up
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+    @staticmethod
+    def gpu_reserved_mb():
+        """Peak MB reserved by PyTorch's caching allocator since :meth:`reset_gpu_memory`."""
+        import torch
+        return torch.cuda.max_memory_reserved() / 2**20
 
     def put(self, a):
         return self.torch.from_numpy(np.ascontiguousarray(a)).to(self.device)

@@ -11,7 +11,7 @@ draw minitx makes (weight init, dropout) goes through :func:`rng`.
 """
 import numpy as np
 
-from .errors import DeviceError
+from .errors import DeviceError, InputError
 
 _DEVICE_ALIASES = {"cpu": "cpu", "gpu": "gpu", "cuda": "gpu"}
 
@@ -158,8 +158,7 @@ def to_numpy(array):
 def scatter_add(target, indices, values):
     """``target[indices] += values`` with repeated indices summed (in place)."""
     if is_gpu_array(target):
-        import cupyx
-        cupyx.scatter_add(target, indices, values)
+        _cupy.add.at(target, indices, values)        # atomic adds on the device
     else:
         np.add.at(target, indices, values)
 
@@ -230,6 +229,41 @@ def get_rng_state():
 def set_rng_state(state):
     """Restore a state returned by :func:`get_rng_state`."""
     rng("cpu").bit_generator.state = state
+
+
+_MATMUL_PRECISIONS = ("highest", "tf32", "bf16")
+
+
+def set_matmul_precision(precision):
+    """Choose how float32 matrix products run on the GPU: ``"highest"``, ``"tf32"`` or ``"bf16"``.
+
+    ``"highest"`` (the default) computes in full float32.  ``"tf32"`` lets
+    cuBLAS round the inputs of float32 matmuls to TF32 (10-bit mantissa) and
+    ``"bf16"`` to bfloat16 (7-bit mantissa) for the tensor cores, accumulating
+    in float32: several times faster on large products, with relative errors
+    near 1e-3 (tf32) and 1e-2 (bf16).  Parameters, gradients, activations and
+    optimizer state stay float32 either way (float32 master weights).
+    Float64 is never affected, and on the CPU the setting changes nothing.
+    """
+    if precision not in _MATMUL_PRECISIONS:
+        raise InputError(f"set_matmul_precision: precision must be one of {_MATMUL_PRECISIONS}, "
+                         f"got {precision!r}")
+    global _matmul_precision
+    _matmul_precision = precision
+    if _load_cupy() is None:
+        return
+    from cupy._core import _routines_linalg as linalg   # CuPy's per-dtype cuBLAS compute type
+    mode = {"highest": linalg.COMPUTE_TYPE_DEFAULT, "tf32": linalg.COMPUTE_TYPE_TF32,
+            "bf16": linalg.COMPUTE_TYPE_BF16}[precision]
+    linalg.set_compute_type(np.float32, mode)
+
+
+def get_matmul_precision():
+    """The precision chosen by :func:`set_matmul_precision` (``"highest"`` unless changed)."""
+    return _matmul_precision
+
+
+_matmul_precision = "highest"
 
 
 def synchronize(device):

@@ -2,7 +2,8 @@
 import math
 
 from .. import backend
-from ..errors import InputError
+from ..autograd.ops import gpu_kernels
+from ..errors import GraphError, InputError
 from .optimizer import Optimizer
 
 
@@ -23,6 +24,7 @@ class Adam(Optimizer):
     """
 
     _decoupled = False
+    supports_capture = True      # its flat groups keep lr and t on the device
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
@@ -36,6 +38,73 @@ class Adam(Optimizer):
         if not hyper["eps"] > 0.0:
             raise InputError(f"invalid eps: {hyper['eps']} (must be > 0)")
 
+    def step(self):
+        """Update every parameter that has a gradient, one group at a time.
+
+        A group whose parameters all have gradients, share one dtype and one
+        step count is updated through flat buffers (:class:`FlatGroup`): one
+        fused kernel on the GPU, one blocked NumPy pass on the CPU.  Any other
+        group falls back to the per-parameter update of :class:`Optimizer`.
+        """
+        for i, group in enumerate(self.param_groups):
+            flat = self._flat_group(i, group)
+            if flat is None and self.capturing:
+                raise GraphError(
+                    f"Adam: param group {i} cannot be updated inside a CUDA graph capture: every "
+                    "parameter needs a gradient, one dtype, one step count, and an eager step "
+                    "before the capture (CapturedStep's warm-up) to lay out its flat buffers")
+            if flat is None:
+                self._step_params(group)
+                continue
+            flat.step(group, decoupled=self._decoupled)
+            for p in group["params"]:
+                self.state[id(p)]["step"] += 1
+                p.bump_version()
+
+    def _step_params(self, group):
+        for p in group["params"]:
+            if p.grad is not None:
+                self._check_grad(p)
+                self._update(p, p.grad.data, self.state.setdefault(id(p), {}), group)
+                p.bump_version()
+
+    def _flat_group(self, i, group):
+        """This group's FlatGroup (made or remade as needed), or None if it cannot be flat."""
+        params = group["params"]
+        if any(p.grad is None for p in params):
+            return None
+        for p in params:
+            self._check_grad(p)
+        states = [self.state.setdefault(id(p), {}) for p in params]
+        if len({p.dtype for p in params}) != 1 or len({p.device for p in params}) != 1:
+            return None
+        if len({st.get("step", 0) for st in states}) != 1:
+            return None
+        flats = self.__dict__.setdefault("_flats", {})
+        flat = flats.get(i)
+        if flat is None or not flat.current(params, states):
+            if self.capturing:          # a new layout would be copied at every replay
+                return None
+            flat = flats[i] = FlatGroup(params, states)
+        return flat
+
+    def before_replay(self):
+        """Copy each flat group's learning rate to the device (called by CapturedStep)."""
+        for i, group in enumerate(self.param_groups):
+            flat = self.__dict__.get("_flats", {}).get(i)
+            if flat is not None:
+                flat.set_lr(group["lr"])
+
+    def after_replay(self):
+        """Count the step a replayed graph made (called by CapturedStep)."""
+        for i, group in enumerate(self.param_groups):
+            flat = self.__dict__.get("_flats", {}).get(i)
+            if flat is not None:
+                flat.t += 1
+                for p in group["params"]:
+                    self.state[id(p)]["step"] += 1
+                    p.bump_version()
+
     def _update(self, p, grad, state, group):
         xp, arr = p.xp, p.data
         lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
@@ -44,23 +113,96 @@ class Adam(Optimizer):
             state["exp_avg"] = xp.zeros_like(arr)
             state["exp_avg_sq"] = xp.zeros_like(arr)
         state["step"] += 1
-        t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
+        _adam_arrays(xp, (arr, grad, state["exp_avg"], state["exp_avg_sq"]), lr, b1, b2, eps, wd,
+                     state["step"], self._decoupled)
 
-        c = math.sqrt(1.0 - b2 ** t)
-        step = -lr * c / (1.0 - b1 ** t)
-        decay = 1.0 - lr * wd if self._decoupled else 1.0
-        l2 = 0.0 if self._decoupled else wd
-        arrays = (arr, grad, m, v)
-        if all(a.flags.c_contiguous for a in arrays):       # flat views, updated block by block
-            arrays = tuple(a.reshape(-1) for a in arrays)
-            blocks = backend.cache_blocks(arr.size, xp)
+
+class FlatGroup:
+    """A param group's parameters and Adam moments as views into three flat arrays.
+
+    Making one copies every parameter into the flat array ``p`` (its moments
+    into ``m`` and ``v``; ``g`` receives the gradients each step) and points ``param.data``, ``state["exp_avg"]`` and
+    ``state["exp_avg_sq"]`` at views of them, so one update covers the whole
+    group.  ``hyper`` = [lr, t] sits on the parameters' device, where a
+    captured CUDA graph reads it at each replay.  If a view is replaced (a
+    new ``param.data``, a loaded optimizer state), :meth:`current` says so and
+    the optimizer makes a new FlatGroup from the new arrays.
+    """
+
+    def __init__(self, params, states):
+        xp = params[0].xp
+        sizes = [p.data.size for p in params]
+        total = sum(sizes)
+        self.p, self.m, self.v, self.g = (xp.zeros(total, dtype=params[0].dtype) for _ in range(4))
+        self.views, self.parts, off = [], [], 0
+        for p, st, n in zip(params, states, sizes):
+            part = slice(off, off + n)
+            self.parts.append(part)
+            off += n
+            self.p[part] = p.data.reshape(-1)
+            if "exp_avg" in st:
+                self.m[part] = st["exp_avg"].reshape(-1)
+                self.v[part] = st["exp_avg_sq"].reshape(-1)
+            st.setdefault("step", 0)
+            p.data = self.p[part].reshape(p.shape)
+            st["exp_avg"] = self.m[part].reshape(p.shape)
+            st["exp_avg_sq"] = self.v[part].reshape(p.shape)
+            self.views.append((p.data, st["exp_avg"], st["exp_avg_sq"]))
+        self.xp, self.lr, self.t = xp, None, states[0]["step"]
+        self.hyper = xp.array([0.0, self.t], dtype=backend.np.float64)    # [lr, t]
+
+    def current(self, params, states):
+        """True while every parameter and moment is still the view this group made."""
+        return len(params) == len(self.views) and all(
+            p.data is a and st.get("exp_avg") is b and st.get("exp_avg_sq") is c
+            for p, st, (a, b, c) in zip(params, states, self.views))
+
+    def set_lr(self, lr):
+        """Write ``lr`` to the device copy when it changed (a tiny fill, no sync)."""
+        if lr != self.lr:
+            self.hyper[0] = lr
+            self.lr = lr
+
+    def step(self, group, decoupled):
+        """One Adam step over the whole group, in place; the gradients are gathered into ``g``."""
+        xp = self.xp
+        self.set_lr(group["lr"])
+        self.hyper[1] += 1                                     # t, counted on the device
+        self.t += 1
+        grads = self.g
+        if xp is backend.np:
+            xp.concatenate([a.grad.data.reshape(-1) for a in group["params"]], out=grads)
+        else:   # one copy per gradient: CuPy's many-array concatenate sends a pointer table from the host
+            for a, part in zip(group["params"], self.parts):
+                grads[part] = a.grad.data.reshape(-1)
+        b1, b2 = group["betas"]
+        wd = group["weight_decay"]
+        l2, dwd = (0.0, wd) if decoupled else (wd, 0.0)
+        if xp is not backend.np:
+            gpu_kernels.adam_update()(grads, self.hyper, b1, b2, group["eps"], l2, dwd,
+                                      self.p, self.m, self.v)
         else:
-            blocks = [Ellipsis]
-        tmp = xp.empty_like(arrays[0][blocks[0]])
-        for b in blocks:
-            p_b, g_b, m_b, v_b = (a[b] for a in arrays)
-            scratch = tmp[:p_b.size].reshape(p_b.shape)      # the last block may be shorter
-            _adam_block(xp, p_b, g_b, m_b, v_b, scratch, b1, b2, eps * c, step, decay, l2)
+            _adam_arrays(xp, (self.p, grads, self.m, self.v), group["lr"], b1, b2, group["eps"], wd,
+                         self.t, decoupled)
+
+
+def _adam_arrays(xp, arrays, lr, b1, b2, eps, wd, t, decoupled):
+    """The Adam update of arrays (p, g, m, v) at step t, block by block on the CPU."""
+    arr = arrays[0]
+    c = math.sqrt(1.0 - b2 ** t)
+    step = -lr * c / (1.0 - b1 ** t)
+    decay = 1.0 - lr * wd if decoupled else 1.0
+    l2 = 0.0 if decoupled else wd
+    if all(a.flags.c_contiguous for a in arrays):           # flat views, updated block by block
+        arrays = tuple(a.reshape(-1) for a in arrays)
+        blocks = backend.cache_blocks(arr.size, xp)
+    else:
+        blocks = [Ellipsis]
+    tmp = xp.empty_like(arrays[0][blocks[0]])
+    for b in blocks:
+        p_b, g_b, m_b, v_b = (a[b] for a in arrays)
+        scratch = tmp[:p_b.size].reshape(p_b.shape)          # the last block may be shorter
+        _adam_block(xp, p_b, g_b, m_b, v_b, scratch, b1, b2, eps * c, step, decay, l2)
 
 
 def _adam_block(xp, p, g, m, v, tmp, b1, b2, eps_c, step, decay, l2):

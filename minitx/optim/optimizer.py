@@ -89,11 +89,27 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                if p.grad.shape != p.shape:
-                    raise ShapeError(f"gradient of shape {p.grad.shape} for a parameter of "
-                                     f"shape {p.shape}")
+                self._check_grad(p)
                 self._update(p, p.grad.data, self.state.setdefault(id(p), {}), group)
                 p.bump_version()
+
+    @staticmethod
+    def _check_grad(p):
+        if p.grad.shape != p.shape:
+            raise ShapeError(f"gradient of shape {p.grad.shape} for a parameter of "
+                             f"shape {p.shape}")
+
+    # CUDA graph capture (minitx.cuda_graph.CapturedStep) replays a recorded
+    # step; an optimizer that supports it keeps what changes between steps
+    # (learning rate, step count) in device memory.
+    supports_capture = False
+    capturing = False           # True while CapturedStep records a step
+
+    def before_replay(self):
+        """Called before each replay of a captured step: copy host-side changes to the device."""
+
+    def after_replay(self):
+        """Called after each replay of a captured step: do the step's host-side bookkeeping."""
 
     def _update(self, p, grad, state, group):
         """Change ``p.data`` in place from ``grad`` (an array: read it, never write it)."""

@@ -1,13 +1,16 @@
 """Activations: tanh, sigmoid, relu and GELU (exact erf form or tanh approximation).
 
-Each op keeps what its backward needs; GELU runs its ~25 NumPy passes block by
-block so the temporaries stay in the CPU cache (``backend.cache_blocks``).
+Each op keeps what its backward needs; on the CPU, GELU runs its ~25 NumPy
+passes block by block so the temporaries stay in the CPU cache
+(``backend.cache_blocks``); on the GPU it is one fused kernel each way
+(``gpu_kernels.gelu_forward`` / ``gelu_backward``).
 """
 import math
 
 from ... import backend
 from ...errors import InputError
 from ..function import Function
+from . import gpu_kernels
 from .special import erf
 
 
@@ -75,6 +78,8 @@ class Gelu(Function):
         if approximate == "tanh":
             self.t = self.xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
             return 0.5 * x * (1 + self.t)
+        if self.xp is not backend.np:
+            return gpu_kernels.gelu_forward()(x)            # one kernel; backward recomputes Phi
         flat = x.reshape(-1)
         cdf, y = self.xp.empty_like(flat), self.xp.empty_like(flat)
         for b in backend.cache_blocks(flat.size, self.xp):
@@ -91,6 +96,8 @@ class Gelu(Function):
             # d/dx 0.5 x (1 + t) = 0.5 (1 + t) + 0.5 x (1 - t^2) u',  u' = c (1 + 3 * 0.044715 x^2)
             du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
             return (g * (0.5 * (1 + self.t) + 0.5 * x * (1 - self.t * self.t) * du),)
+        if self.xp is not backend.np:
+            return (gpu_kernels.gelu_backward()(x, g),)
         flat, gf = x.reshape(-1), g.reshape(-1)
         out = self.xp.empty_like(flat)
         for b in backend.cache_blocks(flat.size, self.xp):

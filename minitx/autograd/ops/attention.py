@@ -8,7 +8,9 @@ Inputs come packed, straight from one projection matmul:
 ``keep`` (broadcastable to (B, H, T, S), True = attend) masks scores with the
 dtype's most negative finite value; a query with no key left outputs zeros.
 """
+from ... import backend
 from ..function import Function
+from . import gpu_kernels
 
 
 def _heads(x, B, N, H, E):
@@ -31,15 +33,7 @@ class ScaledDotProductAttention(Function):
         B, T, S, H, E = q.shape[0], q.shape[1], k.shape[1], heads, I // heads
         qh, kh, vh = _heads(q, B, T, H, E), _heads(k, B, S, H, E), _heads(v, B, S, H, E)
         s = qh @ kh.transpose(0, 1, 3, 2)                 # (B, H, T, E) @ (B, H, E, S) -> (B, H, T, S)
-        s *= scale
-        if keep is not None:
-            xp.copyto(s, xp.finfo(s.dtype).min, where=~keep)   # finite: no inf - inf = NaN
-        s -= s.max(axis=-1, keepdims=True)
-        xp.exp(s, out=s)
-        if keep is not None:
-            s *= keep                                     # rows with no key left become all zero
-        denom = s.sum(axis=-1, keepdims=True)
-        s /= xp.maximum(denom, xp.finfo(s.dtype).tiny)    # probabilities (B, H, T, S)
+        s = _softmax_gpu(s, keep, scale) if xp is not backend.np else _softmax_cpu(s, keep, scale)
         p = s if dropout_mask is None else s * dropout_mask
         out = p @ vh                                      # (B, H, T, S) @ (B, H, S, E) -> (B, H, T, E)
         self.qh, self.kh, self.vh, self.probs, self.p = qh, kh, vh, s, p
@@ -55,9 +49,13 @@ class ScaledDotProductAttention(Function):
         if self.dropout_mask is not None:
             dp *= self.dropout_mask
         probs = self.probs                                # softmax rule: ds = y * (dp - sum(dp * y))
-        dp -= (dp * probs).sum(axis=-1, keepdims=True)
-        dp *= probs
-        dp *= self.scale                                  # scores were q k^T * scale
+        if xp is not backend.np:                          # the rule and the scale: two kernels
+            dot = gpu_kernels.sum_of_product()(dp, probs, axis=-1, keepdims=True)
+            dp = gpu_kernels.softmax_backward()(dp, probs, dot, self.scale)
+        else:
+            dp -= (dp * probs).sum(axis=-1, keepdims=True)
+            dp *= probs
+            dp *= self.scale                              # scores were q k^T * scale
         gq = dp @ self.kh                                 # (B, H, T, S) @ (B, H, S, E)
         gk = dp.transpose(0, 1, 3, 2) @ self.qh           # (B, H, S, T) @ (B, H, T, E)
         if len(self.inputs) == 1:                         # pack into (B, T, 3, H, E) = (B, T, 3I)
@@ -73,6 +71,34 @@ class ScaledDotProductAttention(Function):
             gkv[:, :, 1] = gv.transpose(0, 2, 1, 3)
             gkv = gkv.reshape(B, S, 2 * H * E)
         return gq_out, gkv
+
+
+def _softmax_cpu(s, keep, scale):
+    """softmax(s * scale) over the last axis where ``keep``, in place in the scores s."""
+    xp = backend.np
+    s *= scale
+    if keep is not None:
+        xp.copyto(s, xp.finfo(s.dtype).min, where=~keep)   # finite: no inf - inf = NaN
+    s -= s.max(axis=-1, keepdims=True)
+    xp.exp(s, out=s)
+    if keep is not None:
+        s *= keep                                         # rows with no key left become all zero
+    denom = s.sum(axis=-1, keepdims=True)
+    s /= xp.maximum(denom, xp.finfo(s.dtype).tiny)        # probabilities (B, H, T, S)
+    return s
+
+
+def _softmax_gpu(s, keep, scale):
+    """The same in three fused kernels: masked row max, row sum of exps, probabilities.
+
+    Shifting by the max of the raw scores is right because scale > 0.
+    """
+    xp = backend.array_module("gpu")
+    if keep is None:
+        keep = xp.ones((1,) * s.ndim, dtype=bool)
+    m = gpu_kernels.masked_row_max(s.dtype.char)(s, keep, axis=-1, keepdims=True)   # (B, H, T, 1)
+    d = gpu_kernels.masked_exp_sum()(s, keep, m, scale, axis=-1, keepdims=True)     # (B, H, T, 1)
+    return gpu_kernels.masked_softmax_apply()(s, keep, m, d, scale)                 # (B, H, T, S)
 
 
 def scaled_dot_product_attention(*xs, heads, scale, keep=None, dropout_mask=None):

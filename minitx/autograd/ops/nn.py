@@ -10,6 +10,7 @@ from ... import backend
 from ...errors import DTypeError, InputError, ShapeError
 from ..function import Function
 from ..tensor import Tensor
+from . import gpu_kernels
 
 
 def _min_value(dtype, xp):
@@ -127,6 +128,8 @@ class LayerNorm(Function):
         xp = self.xp
         D = x.shape[-1]
         x2 = x.reshape(-1, D)                                   # (N, D)
+        if xp is not backend.np:
+            return self._forward_gpu(x2, weight, bias, eps).reshape(x.shape)
         inv_d = xp.full(D, 1.0 / D, dtype=x.dtype)
         xc = x2 - (x2 @ inv_d)[:, None]                         # x - mean
         var = xp.einsum("nd,nd->n", xc, xc) / D                 # (N,)
@@ -140,6 +143,8 @@ class LayerNorm(Function):
 
     def backward(self, g):
         xp = self.xp
+        if xp is not backend.np:
+            return self._backward_gpu(g)
         xhat, rstd = self.xhat, self.rstd
         g2 = g.reshape(xhat.shape)                              # (N, D)
         gw = xp.einsum("nd,nd->d", g2, xhat) if self.needs_grad[1] else None   # dy/dw = xhat
@@ -156,6 +161,28 @@ class LayerNorm(Function):
             gx = gh.reshape(g.shape)
         return (gx, gw) + gb
 
+    def _forward_gpu(self, x2, weight, bias, eps):
+        """Fused kernels: row mean, row sum of squares, then one pass writing y (N, D)."""
+        D = x2.shape[1]
+        mean = x2.mean(axis=1, keepdims=True)                                        # (N, 1)
+        ssq = gpu_kernels.row_sum_sq_dev()(x2, mean, axis=1, keepdims=True)          # (N, 1)
+        rstd = gpu_kernels.layer_norm_rstd()(ssq, 1.0 / D, eps)                       # (N, 1)
+        self.x2, self.mean, self.rstd, self.weight = x2, mean, rstd, weight
+        return gpu_kernels.layer_norm_apply(bool(bias))(x2, mean, rstd, weight, *bias)
+
+    def _backward_gpu(self, g):
+        """The CPU backward's formulas, each row sum and the dx pass one kernel."""
+        x2, mean, rstd, w = self.x2, self.mean, self.rstd, self.weight
+        g2 = g.reshape(x2.shape)                                                     # (N, D)
+        gw = gpu_kernels.layer_norm_dw()(g2, x2, mean, rstd, axis=0) if self.needs_grad[1] else None
+        gb = (g2.sum(axis=0),) if len(self.inputs) == 3 else ()
+        gx = None
+        if self.needs_grad[0]:
+            s1 = gpu_kernels.sum_of_product()(g2, w, axis=1, keepdims=True)          # sum(g w)      (N, 1)
+            s2 = gpu_kernels.layer_norm_sums()(g2, w, x2, mean, rstd, axis=1, keepdims=True)  # sum(g w xhat)
+            gx = gpu_kernels.layer_norm_dx()(g2, w, x2, mean, rstd, s1, s2, 1.0 / x2.shape[1]).reshape(g.shape)
+        return (gx, gw) + gb
+
 
 class CrossEntropy(Function):
     """Softmax cross-entropy of logits (N, V) against integer targets (N,), fused.
@@ -169,6 +196,10 @@ class CrossEntropy(Function):
         xp = self.xp
         N, V = logits.shape
         valid = target != ignore_index                                 # (N,)
+        self.valid, self.smooth, self.reduction = valid, label_smoothing, reduction
+        if xp is not backend.np:
+            loss = self._rows_gpu(logits, target, ignore_index, label_smoothing)
+            return self._reduce(loss, valid, reduction, logits.dtype)
         safe = xp.where(valid, target, 0)
         shifted = logits - logits.max(axis=-1, keepdims=True)
         e = xp.exp(shifted)
@@ -178,28 +209,45 @@ class CrossEntropy(Function):
         if label_smoothing:
             mean_logp = shifted.mean(axis=-1) - xp.log(sum_e[:, 0])     # mean_v log p[v]
             loss = (1 - label_smoothing) * loss - label_smoothing * mean_logp
-        if xp is not backend.np:
-            # no host sync on the GPU: out-of-range targets poison the loss with NaN
-            bad = valid & ((target < 0) | (target >= V))
-            loss = xp.where(bad, xp.nan, loss)
         loss = xp.where(valid, loss, 0)                                 # ignored rows: 0, even for NaN logits
         e /= sum_e
         self.p = xp.where(valid[:, None], e, 0)                        # softmax (N, V); 0 on ignored rows
-        self.safe, self.valid = safe, valid
-        self.smooth, self.reduction = label_smoothing, reduction
+        self.safe = safe
+        return self._reduce(loss, valid, reduction, logits.dtype)
+
+    def _reduce(self, loss, valid, reduction, dtype):
+        """Per-row losses (N,) -> the requested reduction."""
         if reduction == "none":
             return loss
         if reduction == "sum":
             return loss.sum()
-        self.count = xp.maximum(valid.sum(), 1).astype(logits.dtype)   # no division by zero
+        self.count = self.xp.maximum(valid.sum(), 1).astype(dtype)     # no division by zero
         return loss.sum() / self.count
+
+    def _rows_gpu(self, logits, target, ignore_index, smooth):
+        """Fused kernels: per-row log-sum-exp, then per-row losses (N,); keeps lse, not p."""
+        xp = self.xp
+        logits = xp.ascontiguousarray(logits)                          # the row kernel indexes it flat
+        target = target.astype(xp.int64, copy=False)
+        m = logits.max(axis=1, keepdims=True)                          # (N, 1)
+        lse = m[:, 0] + xp.log(gpu_kernels.sum_exp_shifted()(logits, m, axis=1))   # (N,)
+        mean_x = logits.mean(axis=1) if smooth else lse                # lse: the smoothing term is 0
+        self.logits, self.target, self.lse = logits, target, lse
+        self.safe = xp.where(self.valid, target, 0)                    # for backward_graph
+        self.saves_inputs = True                                       # backward reads the logits
+        return gpu_kernels.cross_entropy_rows()(logits, target, lse, mean_x, logits.shape[1],
+                                                ignore_index, smooth, float("nan"))
 
     def backward(self, g):
         xp = self.xp
-        N, V = self.p.shape
         if self.reduction == "mean":
             g = g / self.count
         scale = (g * self.valid)[:, None]                              # (N, 1) or (1, 1)
+        if xp is not backend.np:                                       # one kernel over (N, V)
+            logits = self.logits
+            return (gpu_kernels.cross_entropy_grad()(logits, self.lse[:, None], self.target[:, None],
+                                                     scale, logits.shape[1], self.smooth),)
+        N, V = self.p.shape
         scale = xp.broadcast_to(scale, (N, 1))
         grad = self.p * scale                                          # d/dlogits = p - target dist
         grad[xp.arange(N), self.safe] -= (1 - self.smooth) * scale[:, 0]

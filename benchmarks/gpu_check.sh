@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# GPU validation in one command, for a machine with a CUDA GPU and CuPy:
+#   1. the fused-kernel and CUDA-graph tests, 2. the example on the GPU,
+#   3. the GPU benchmark against x-transformers (when torch + x-transformers import),
+#   4. the whole test suite with the GPU switch (pytest-xdist spreads it when installed).
+# Logs and the benchmark JSON go to $OUT (default ./gpu_check_out).
+#
+#   bash benchmarks/gpu_check.sh                  # everything
+#   STAGES="kernels suite" bash benchmarks/gpu_check.sh
+#   BENCH_ARGS="--configs base --capture --tf32" bash benchmarks/gpu_check.sh
+set -u
+OUT=${OUT:-gpu_check_out}
+STAGES=${STAGES:-"kernels example bench suite"}
+BENCH_ARGS=${BENCH_ARGS:-"--capture --repeats 20 --warmup 5"}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+PY=${PYTHON:-python3}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+$PY -c "import cupy, numpy, sys; print('python', sys.version.split()[0], 'cupy', cupy.__version__, 'numpy', numpy.__version__)"
+XDIST=""
+$PY -c "import xdist" 2>/dev/null && XDIST="-n 8"
+
+for stage in $STAGES; do
+  echo "=== $stage"
+  start=$(date +%s)
+  case $stage in
+    kernels)
+      timeout ${T_KERNELS:-150} $PY -m pytest -q -p no:cacheprovider --device gpu -rfE \
+        tests/test_gpu_kernels.py tests/test_cuda_graph.py 2>&1 | tee "$OUT/kernels.log" | tail -25 ;;
+    example)
+      timeout ${T_EXAMPLE:-150} $PY examples/reverse_copy.py --device gpu 2>&1 | tee "$OUT/example.log" | tail -12 ;;
+    bench)
+      timeout ${T_BENCH:-240} $PY benchmarks/bench.py --device gpu $BENCH_ARGS --json "$OUT/bench_gpu.json" 2>&1 \
+        | tee "$OUT/bench.log" | tail -45 ;;
+    suite)
+      timeout ${T_SUITE:-300} $PY -m pytest -q -p no:cacheprovider --device gpu $XDIST -rfE tests 2>&1 \
+        | tee "$OUT/suite.log" | tail -40 ;;
+    *) echo "unknown stage $stage" ;;
+  esac
+  echo "=== $stage took $(( $(date +%s) - start )) s"
+done
