@@ -143,7 +143,11 @@ def run_config(name, ref):
     if GPU and not ARGS.no_memory:
         entry["memory"] = {"unit": "GPU reserved MB", "minitx": mem}
     if ARGS.capture:
-        rows["train step (CUDA graph)"], graph_mem, entry["graph_last_loss"] = measure_captured(cfg)
+        try:
+            rows["train step (CUDA graph)"], graph_mem, entry["graph_last_loss"] = measure_captured(cfg)
+        except Exception as e:          # report and go on: the eager rows still count
+            print(f"warning: {name}: the CUDA-graph step failed: {type(e).__name__}: {e}")
+            entry["graph_error"], graph_mem = f"{type(e).__name__}: {e}", None
         if "memory" in entry:
             entry["memory"]["minitx (CUDA graph)"] = graph_mem
     if ref:
@@ -175,7 +179,7 @@ def print_config(name, entry):
     if m and GPU:
         x = m.get("x_transformers")
         for key, label in (("minitx", "GPU reserved MB"), ("minitx (CUDA graph)", "GPU reserved MB (graph)")):
-            if key in m:
+            if m.get(key) is not None:
                 ratio = f"{m[key] / x:6.2f}" if x else "     -"
                 xs = f"{x:12.0f}" if x else f"{'-':>12}"
                 print(f"{name:9} {label:26} {m[key]:26.0f} {xs} {ratio}")

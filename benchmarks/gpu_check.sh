@@ -2,7 +2,8 @@
 # GPU validation in one command, for a machine with a CUDA GPU and CuPy:
 #   1. the fused-kernel and CUDA-graph tests, 2. the example on the GPU,
 #   3. the GPU benchmark against x-transformers (when torch + x-transformers import),
-#   4. the whole test suite with the GPU switch (pytest-xdist spreads it when installed).
+#   4. (stage "profile", not run by default) a cProfile of eager GPU steps,
+#   5. the whole test suite with the GPU switch (pytest-xdist spreads it when installed).
 # Logs and the benchmark JSON go to $OUT (default ./gpu_check_out).
 #
 #   bash benchmarks/gpu_check.sh                  # everything
@@ -27,12 +28,15 @@ for stage in $STAGES; do
   case $stage in
     kernels)
       timeout ${T_KERNELS:-150} $PY -m pytest -q -p no:cacheprovider --device gpu -rfE \
-        tests/test_gpu_kernels.py tests/test_cuda_graph.py 2>&1 | tee "$OUT/kernels.log" | tail -25 ;;
+        tests/test_gpu_kernels.py tests/test_cuda_graph.py tests/test_cublas.py 2>&1 | tee "$OUT/kernels.log" | tail -25 ;;
     example)
       timeout ${T_EXAMPLE:-150} $PY examples/reverse_copy.py --device gpu 2>&1 | tee "$OUT/example.log" | tail -12 ;;
     bench)
       timeout ${T_BENCH:-240} $PY benchmarks/bench.py --device gpu $BENCH_ARGS --json "$OUT/bench_gpu.json" 2>&1 \
         | tee "$OUT/bench.log" | tail -45 ;;
+    profile)
+      timeout ${T_PROFILE:-60} $PY benchmarks/profile_step.py --device gpu --config ${PROFILE_CONFIG:-base} \
+        --steps 10 --top 30 2>&1 | tee "$OUT/profile.log" | tail -45 ;;
     suite)
       timeout ${T_SUITE:-300} $PY -m pytest -q -p no:cacheprovider --device gpu $XDIST -rfE tests 2>&1 \
         | tee "$OUT/suite.log" | tail -40 ;;

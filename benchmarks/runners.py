@@ -184,7 +184,7 @@ class CapturedMinitxRunner(MinitxRunner):
     def graph_reserved_mb(self):
         """MB in CuPy's default pool (eager warm-up, parameters, optimizer state) plus the
         graph's private pool (CapturedStep allocates the captured step from a pool of its own)."""
-        pool = getattr(self.captured, "_pool", None)
+        pool = self.captured.memory_pool
         return self.gpu_reserved_mb() + (pool.total_bytes() / 2**20 if pool is not None else 0.0)
 
 

@@ -181,6 +181,14 @@ def add_rows(target, rows, values):
     return target
 
 
+def matmul(a, b):
+    """``a @ b`` (NumPy rules); on the GPU through :mod:`minitx.cublas`, which CUDA graphs can capture."""
+    if is_gpu_array(a):
+        from . import cublas
+        return cublas.matmul(a, b)
+    return a @ b
+
+
 CACHE_BLOCK = 1 << 16   # elements: a few arrays of this many float32 fit a core's L2 cache
 
 

@@ -60,6 +60,11 @@ class CapturedStep:
         self._static = None     # the recorded input arrays
         self._pool = None       # the graph's private memory pool
 
+    @property
+    def memory_pool(self):
+        """The CuPy memory pool the captured step allocates from (None before the capture)."""
+        return self._pool
+
     def __call__(self, *inputs):
         arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
         for i, a in enumerate(arrays):

@@ -70,7 +70,10 @@ def test_resume_continues_the_same_run(tmp_path, device):
     g = np.random.default_rng(0)
     g.bit_generator.state = info["extra"]["data"]
     second = train(m, o, s, g, 5)
-    assert first + second == straight
+    if device == "cpu":
+        assert first + second == straight
+    else:   # the GPU's atomic adds (embedding backward) sum in a varying order
+        np.testing.assert_allclose(first + second, straight, rtol=1e-9)
 
 
 def test_crash_mid_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, device):

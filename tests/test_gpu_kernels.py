@@ -17,7 +17,7 @@ from minitx.testing import arrays, bool_masks
 pytestmark = pytest.mark.gpu
 
 DTYPES = [np.float64, np.float32]
-TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-4, atol=2e-5)}
+TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-4, atol=1e-4)}
 
 
 def on_both(fn, inputs, dtype, upstream_seed=0):
@@ -38,10 +38,12 @@ def on_both(fn, inputs, dtype, upstream_seed=0):
 
 
 def assert_same(results, dtype):
+    """GPU equals CPU; float32 errors are judged against each array's magnitude."""
     (out_c, grads_c), (out_g, grads_g) = results
-    np.testing.assert_allclose(out_g, out_c, **TOL[dtype])
-    for gc, gg in zip(grads_c, grads_g):
-        np.testing.assert_allclose(gg, gc, **TOL[dtype])
+    for c, g in zip([out_c] + grads_c, [out_g] + grads_g):
+        tol = dict(TOL[dtype])
+        tol["atol"] = tol["atol"] * max(1.0, float(np.abs(c).max(initial=0.0)))
+        np.testing.assert_allclose(g, c, **tol)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

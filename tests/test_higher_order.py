@@ -144,8 +144,10 @@ def test_cross_entropy_second_derivatives(device, a, t, smoothing, reduction):
 @given(a=arrays((3, 4)), mask=hnp.arrays(np.bool_, (3, 4)))
 def test_selection_and_fused_ops_second_derivatives(device, a, mask):
     from minitx.autograd.ops.nn import Dropout
-    keep = np.where(mask, 2.0, 0.0)                                  # a fixed dropout mask
+    xp = minitx.backend.array_module(device)
+    keep = xp.asarray(np.where(mask, 2.0, 0.0))                      # a fixed dropout mask
     idx = np.array([[0, 2], [2, 1]])
+    mask = xp.asarray(mask)
 
     def f(x):
         y = minitx.where(mask, x, x * x).tanh() + minitx.masked_fill(x * x, ~mask, 0.5)

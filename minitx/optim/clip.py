@@ -32,13 +32,27 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0):
     if not params:
         return Tensor(0.0)
     xp = params[0].xp
-    norms = xp.stack([xp.linalg.norm(p.grad.data.ravel(), norm_type) for p in params])
-    total = xp.linalg.norm(norms, norm_type)       # norm of per-tensor norms = global norm
+    norms = xp.empty(len(params), dtype=xp.result_type(*[p.grad.dtype for p in params]))
+    for i, p in enumerate(params):                 # one device write each: no host round trip
+        norms[i] = _norm(p.grad.data.ravel(), norm_type, xp)
+    total = _norm(norms, norm_type, xp)            # norm of per-tensor norms = global norm
     coef = xp.minimum(1.0, max_norm / (total + 1e-6))
     for p in params:
         g = p.grad.data
         p.grad.data = g * coef.astype(g.dtype)
     return Tensor(total)
+
+
+def _norm(x, norm_type, xp):
+    """The norm_type-norm of a 1-D array as a 0-d device array, from elementwise ops and sums
+    (no BLAS call, so a CUDA graph can capture it)."""
+    if x.size == 0:
+        return xp.zeros((), dtype=x.dtype)
+    if norm_type == float("inf"):
+        return xp.abs(x).max()
+    if norm_type == 2.0:
+        return xp.sqrt((x * x).sum())
+    return (xp.abs(x) ** norm_type).sum() ** (1.0 / norm_type)
 
 
 def clip_grad_value_(params, clip_value):

@@ -9,6 +9,7 @@ Inputs come packed, straight from one projection matmul:
 dtype's most negative finite value; a query with no key left outputs zeros.
 """
 from ... import backend
+from ...backend import matmul as mm
 from ..function import Function
 from . import gpu_kernels
 
@@ -32,10 +33,10 @@ class ScaledDotProductAttention(Function):
             k, v = kv[..., :I], kv[..., I:]
         B, T, S, H, E = q.shape[0], q.shape[1], k.shape[1], heads, I // heads
         qh, kh, vh = _heads(q, B, T, H, E), _heads(k, B, S, H, E), _heads(v, B, S, H, E)
-        s = qh @ kh.transpose(0, 1, 3, 2)                 # (B, H, T, E) @ (B, H, E, S) -> (B, H, T, S)
+        s = mm(qh, kh.transpose(0, 1, 3, 2))               # (B, H, T, E) @ (B, H, E, S) -> (B, H, T, S)
         s = _softmax_gpu(s, keep, scale) if xp is not backend.np else _softmax_cpu(s, keep, scale)
         p = s if dropout_mask is None else s * dropout_mask
-        out = p @ vh                                      # (B, H, T, S) @ (B, H, S, E) -> (B, H, T, E)
+        out = mm(p, vh)                                  # (B, H, T, S) @ (B, H, S, E) -> (B, H, T, E)
         self.qh, self.kh, self.vh, self.probs, self.p = qh, kh, vh, s, p
         self.dropout_mask, self.scale, self.shape = dropout_mask, scale, (B, T, S, H, E)
         return out.transpose(0, 2, 1, 3).reshape(B, T, I)   # (B, T, H*E)
@@ -44,8 +45,8 @@ class ScaledDotProductAttention(Function):
         xp = self.xp
         B, T, S, H, E = self.shape
         gh = _heads(g, B, T, H, E)                        # (B, H, T, E)
-        gv = self.p.transpose(0, 1, 3, 2) @ gh            # (B, H, S, T) @ (B, H, T, E): dL/dv = p^T g
-        dp = gh @ self.vh.transpose(0, 1, 3, 2)           # (B, H, T, E) @ (B, H, E, S): dL/dp = g v^T
+        gv = mm(self.p.transpose(0, 1, 3, 2), gh)          # (B, H, S, T) @ (B, H, T, E): dL/dv = p^T g
+        dp = mm(gh, self.vh.transpose(0, 1, 3, 2))          # (B, H, T, E) @ (B, H, E, S): dL/dp = g v^T
         if self.dropout_mask is not None:
             dp *= self.dropout_mask
         probs = self.probs                                # softmax rule: ds = y * (dp - sum(dp * y))
@@ -56,8 +57,8 @@ class ScaledDotProductAttention(Function):
             dp -= (dp * probs).sum(axis=-1, keepdims=True)
             dp *= probs
             dp *= self.scale                              # scores were q k^T * scale
-        gq = dp @ self.kh                                 # (B, H, T, S) @ (B, H, S, E)
-        gk = dp.transpose(0, 1, 3, 2) @ self.qh           # (B, H, S, T) @ (B, H, T, E)
+        gq = mm(dp, self.kh)                              # (B, H, T, S) @ (B, H, S, E)
+        gk = mm(dp.transpose(0, 1, 3, 2), self.qh)          # (B, H, S, T) @ (B, H, T, E)
         if len(self.inputs) == 1:                         # pack into (B, T, 3, H, E) = (B, T, 3I)
             out = xp.empty((B, T, 3, H, E), dtype=g.dtype)
             for i, part in enumerate((gq, gk, gv)):

@@ -6,7 +6,8 @@ back to each input's shape.  Each backward line states the derivative it uses.
 """
 from ..function import Function
 from ..tensor import DEFAULT_FLOAT, Tensor
-from ...errors import DTypeError, InputError
+from ... import backend
+from ...errors import DeviceError, DTypeError, InputError
 
 
 def as_tensor(x, like):
@@ -24,7 +25,7 @@ def as_tensor(x, like):
             dtype = DEFAULT_FLOAT
         elif dtype.kind in "iu" and not isinstance(x, bool) and not xp.can_cast(xp.min_scalar_type(x), dtype):
             raise InputError(f"the number {x} does not fit the tensor's dtype {dtype}")
-        return Tensor._from_op(xp.asarray(x, dtype=dtype), None)
+        return Tensor._from_op(xp.full((), x, dtype=dtype), None)   # a fill: no host-to-device copy
     try:
         return Tensor._from_op(xp.asarray(x), None)
     except (TypeError, ValueError) as e:
@@ -308,20 +309,24 @@ def where(cond, a, b):
         b = as_tensor(b, a)
     else:
         a = as_tensor(a, b)
-    _check_bool("where", "cond", cond)
+    _check_bool("where", "cond", cond, a)
     return Where.apply(a, b, cond=cond)
 
 
 def masked_fill(x, mask, value):
     """``x`` with ``value`` wherever the boolean ``mask`` (broadcast to x) is True."""
     mask = mask.data if isinstance(mask, Tensor) else mask
-    _check_bool("masked_fill", "mask", mask)
+    _check_bool("masked_fill", "mask", mask, x)
     return MaskedFill.apply(x, mask=mask, value=value)
 
 
-def _check_bool(op, name, arr):
+def _check_bool(op, name, arr, like):
     if getattr(arr, "dtype", None) is None or arr.dtype.kind != "b":
         raise DTypeError(f"{op}: {name} must be a boolean array, got {getattr(arr, 'dtype', type(arr).__name__)}")
+    where = backend.device_of(arr)
+    if isinstance(like, Tensor) and where != like.device:
+        raise DeviceError(f"{op}: {name} is on {where} but the tensor is on {like.device}; move it "
+                          f"first with minitx.backend.to_device({name}, {like.device!r})")
 
 
 def _pair(a, b):

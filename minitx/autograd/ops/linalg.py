@@ -1,4 +1,9 @@
-"""Matrix multiplication, batched and broadcasting like ``numpy.matmul``."""
+"""Matrix multiplication, batched and broadcasting like ``numpy.matmul``.
+
+Every product goes through ``backend.matmul`` (``a @ b`` on the CPU; minitx's
+own cuBLAS call on the GPU, which a CUDA graph can capture).
+"""
+from ...backend import matmul as mm
 from ...errors import ShapeError
 from ..function import Function
 
@@ -19,12 +24,12 @@ class MatMul(Function):
     """Batched, broadcasting matrix product a @ b."""
     def forward(self, a, b):
         self.a, self.b = a, b
-        return a @ b                                   # (..., m, k) @ (..., k, n) -> (..., m, n)
+        return mm(a, b)                                # (..., m, k) @ (..., k, n) -> (..., m, n)
 
     def backward(self, g):
         xp = self.xp
-        ga = g @ xp.swapaxes(self.b, -1, -2) if self.needs_grad[0] else None   # (m, n) @ (n, k)
-        gb = xp.swapaxes(self.a, -1, -2) @ g if self.needs_grad[1] else None   # (k, m) @ (m, n)
+        ga = mm(g, xp.swapaxes(self.b, -1, -2)) if self.needs_grad[0] else None   # (m, n) @ (n, k)
+        gb = mm(xp.swapaxes(self.a, -1, -2), g) if self.needs_grad[1] else None   # (k, m) @ (m, n)
         return ga, gb
 
     def backward_graph(self, g):
@@ -66,20 +71,20 @@ class Linear(Function):
     def forward(self, x, weight, *bias):
         self.x, self.weight = x, weight
         x2 = x.reshape(-1, x.shape[-1])                   # (N, I)
-        y = x2 @ weight.T                                 # (N, I) @ (I, O) -> (N, O)
+        y = mm(x2, weight.T)                              # (N, I) @ (I, O) -> (N, O)
         if bias:
             y += bias[0]
         return y.reshape(x.shape[:-1] + (weight.shape[0],))
 
     def backward(self, g):
         g2 = g.reshape(-1, g.shape[-1])                   # (N, O)
-        gx = (g2 @ self.weight).reshape(self.x.shape) if self.needs_grad[0] else None  # (N, O) @ (O, I)
+        gx = mm(g2, self.weight).reshape(self.x.shape) if self.needs_grad[0] else None  # (N, O) @ (O, I)
         gw = None
         if self.needs_grad[1]:
-            gw = g2.T @ self.x.reshape(-1, self.x.shape[-1])  # (O, N) @ (N, I)
+            gw = mm(g2.T, self.x.reshape(-1, self.x.shape[-1]))  # (O, N) @ (N, I)
         gb = ()
         if len(self.inputs) == 3:                         # dy/db = 1: column sums, as one BLAS call
-            gb = (self.xp.ones(g2.shape[0], dtype=g2.dtype) @ g2,)   # (N,) @ (N, O)
+            gb = (mm(self.xp.ones(g2.shape[0], dtype=g2.dtype), g2),)   # (N,) @ (N, O)
         return (gx, gw) + gb
 
     def backward_graph(self, g):
