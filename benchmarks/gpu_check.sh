@@ -2,7 +2,8 @@
 # GPU validation in one command, for a machine with a CUDA GPU and CuPy:
 #   1. the fused-kernel and CUDA-graph tests, 2. the example on the GPU,
 #   3. the GPU benchmark against x-transformers (when torch + x-transformers import),
-#   4. (stage "profile", not run by default) a cProfile of eager GPU steps,
+#   4. (stages "bench_tf32" and "profile", not run by default) the benchmark with TF32
+#      matmuls in both frameworks, and a cProfile of eager GPU steps,
 #   5. the whole test suite with the GPU switch (pytest-xdist spreads it when installed).
 # Logs and the benchmark JSON go to $OUT (default ./gpu_check_out).
 #
@@ -34,6 +35,9 @@ for stage in $STAGES; do
     bench)
       timeout ${T_BENCH:-240} $PY benchmarks/bench.py --device gpu $BENCH_ARGS --json "$OUT/bench_gpu.json" 2>&1 \
         | tee "$OUT/bench.log" | tail -45 ;;
+    bench_tf32)
+      timeout ${T_BENCH:-240} $PY benchmarks/bench.py --device gpu --tf32 ${BENCH_TF32_ARGS:-"--capture --configs base xt-readme --gen-configs"} \
+        --json "$OUT/bench_gpu_tf32.json" 2>&1 | tee "$OUT/bench_tf32.log" | tail -25 ;;
     profile)
       timeout ${T_PROFILE:-60} $PY benchmarks/profile_step.py --device gpu --config ${PROFILE_CONFIG:-base} \
         --steps 10 --top 30 2>&1 | tee "$OUT/profile.log" | tail -45 ;;

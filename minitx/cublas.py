@@ -57,6 +57,8 @@ def _library():
                         ctypes.c_int, ctypes.c_int, ctypes.c_int])
     lib.cublasSetStream_v2.restype = ctypes.c_int
     lib.cublasSetStream_v2.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.cublasGetStream_v2.restype = ctypes.c_int
+    lib.cublasGetStream_v2.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)]
     _lib = lib
     return lib
 
@@ -111,9 +113,11 @@ def matmul(a, b):
     K2, N = b.shape[-2:]
     if K != K2:
         raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} do not align ({K} != {K2})")
-    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    a = cp.broadcast_to(a, batch + (M, K))
-    b = cp.broadcast_to(b, batch + (K, N))
+    batch = ()
+    if a.ndim > 2 or b.ndim > 2:                              # batched: broadcast the batch axes
+        batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+        a = cp.broadcast_to(a, batch + (M, K))
+        b = cp.broadcast_to(b, batch + (K, N))
     out = cp.empty(batch + (M, N), dtype=a.dtype)             # (..., M, N), C-contiguous
     if out.size and K == 0:
         out.fill(0)
@@ -158,7 +162,7 @@ def _gemm(a, b, out, batch, M, N, K, cp):
         dtype, compute, scalar = _R_32F, _COMPUTE[("f", backend.get_matmul_precision())], ctypes.c_float
     alpha, beta = scalar(1.0), scalar(0.0)
     handle = cp.cuda.device.get_cublas_handle()
-    _check(lib.cublasSetStream_v2(handle, cp.cuda.get_current_stream().ptr), "cublasSetStream")
+    _use_stream(lib, handle, cp.cuda.get_current_stream().ptr)
     status = lib.cublasGemmStridedBatchedEx(             # out (C-contiguous) is out^T with ld N
         handle, op_b, op_a, m, n, k, ctypes.byref(alpha),
         b.data.ptr, dtype, ld_b, st_b,
@@ -166,6 +170,15 @@ def _gemm(a, b, out, batch, M, N, K, cp):
         ctypes.byref(beta), out.data.ptr, dtype, m, m * n,
         count, compute, _GEMM_DEFAULT)
     _check(status, "cublasGemmStridedBatchedEx")
+
+
+def _use_stream(lib, handle, stream):
+    """Point the handle at ``stream`` (CuPy's current one) unless it already is: setting
+    a stream also resets cuBLAS's workspace, so it is not done on every call."""
+    current = ctypes.c_void_p()
+    _check(lib.cublasGetStream_v2(handle, ctypes.byref(current)), "cublasGetStream")
+    if (current.value or 0) != stream:
+        _check(lib.cublasSetStream_v2(handle, stream), "cublasSetStream")
 
 
 def _check(status, what):

@@ -32,7 +32,9 @@ The first ``warmup`` calls run eagerly (kernels compile, the optimizer lays
 out its flat buffers); the next call records the step and replays it, and
 every later call copies its inputs into the recorded input buffers and
 replays.  Arrays the step allocates come from a memory pool of the graph's
-own, so nothing else can reuse memory the graph writes.  The returned loss
+own, so nothing else can reuse memory the graph writes; once the graph is
+recorded, the blocks CuPy's default pool cached during the eager warm-up are
+released.  The returned loss
 Tensor is the same object each call, overwritten by each replay.
 """
 from . import backend
@@ -128,3 +130,4 @@ class CapturedStep:
         if not isinstance(loss, Tensor):
             raise InputError(f"CapturedStep: step_fn must return the loss Tensor, got {type(loss).__name__}")
         self.graph, self.loss, self._stream = graph, loss, stream
+        cp.get_default_memory_pool().free_all_blocks()    # the eager warm-up's cached temporaries

@@ -73,7 +73,7 @@ def test_resume_continues_the_same_run(tmp_path, device):
     if device == "cpu":
         assert first + second == straight
     else:   # the GPU's atomic adds (embedding backward) sum in a varying order
-        np.testing.assert_allclose(first + second, straight, rtol=1e-9)
+        np.testing.assert_allclose(first + second, straight, rtol=1e-5)
 
 
 def test_crash_mid_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch, device):

@@ -68,6 +68,24 @@ def test_adam_refuses_a_step_it_cannot_capture():
     assert opt.state[id(a)]["step"] == 1
 
 
+def test_adam_leaves_the_learning_rate_out_of_a_capture():
+    """A write of lr recorded in the graph would undo every later schedule change."""
+    p = minitx.tensor(np.ones(3), requires_grad=True)
+    opt = optim.Adam([p], lr=0.1)
+    p.grad = minitx.tensor(np.ones(3))
+    opt.step()                                           # eager: lays out the flat buffers
+    flat = opt._flats[0]
+    assert flat.hyper[0] == 0.1 and flat.hyper[1] == 1
+    opt.param_groups[0]["lr"] = 0.05
+    opt.capturing = True
+    p.grad = minitx.tensor(np.ones(3))
+    opt.step()                                           # as if recorded
+    opt.capturing = False
+    assert flat.hyper[0] == 0.1 and flat.hyper[1] == 2   # the step count is the graph's to bump
+    opt.before_replay()                                  # what CapturedStep does before a replay
+    assert flat.hyper[0] == 0.05
+
+
 # ------------------------------------------------------------------------ GPU
 @pytest.mark.gpu
 @pytest.mark.parametrize("clip", [None, 0.5])

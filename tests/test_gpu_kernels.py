@@ -7,7 +7,7 @@ with the suite's switch (``pytest --device gpu``).
 """
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import minitx
@@ -56,6 +56,8 @@ def test_gelu_kernel_matches_numpy(dtype, x):
 @pytest.mark.parametrize("bias", [True, False])
 @given(x=arrays((4, 6), min_value=-3.0, max_value=3.0), w=arrays((6,)), b=arrays((6,)))
 def test_layer_norm_kernels_match_numpy(dtype, bias, x, w, b):
+    # float32: rows of near-equal values divide rounding noise by a tiny std; both results are right
+    assume(dtype == np.float64 or x.std(axis=1).min() > 0.05)
     if bias:
         fn, ins = (lambda x, w, b: minitx.layer_norm(x, w, b)), [x, w, b]
     else:

@@ -56,7 +56,7 @@ class Adam(Optimizer):
             if flat is None:
                 self._step_params(group)
                 continue
-            flat.step(group, decoupled=self._decoupled)
+            flat.step(group, decoupled=self._decoupled, write_lr=not self.capturing)
             for p in group["params"]:
                 self.state[id(p)]["step"] += 1
                 p.bump_version()
@@ -163,10 +163,16 @@ class FlatGroup:
             self.hyper[0] = lr
             self.lr = lr
 
-    def step(self, group, decoupled):
-        """One Adam step over the whole group, in place; the gradients are gathered into ``g``."""
+    def step(self, group, decoupled, write_lr=True):
+        """One Adam step over the whole group, in place; the gradients are gathered into ``g``.
+
+        ``write_lr=False`` while a CUDA graph is recorded: a write recorded in
+        the graph would put that call's lr back at every replay, so the lr is
+        written before each replay instead (``Adam.before_replay``).
+        """
         xp = self.xp
-        self.set_lr(group["lr"])
+        if write_lr:
+            self.set_lr(group["lr"])
         self.hyper[1] += 1                                     # t, counted on the device
         self.t += 1
         grads = self.g
