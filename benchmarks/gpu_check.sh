@@ -14,6 +14,7 @@ set -u
 OUT=${OUT:-gpu_check_out}
 STAGES=${STAGES:-"kernels example bench suite"}
 BENCH_ARGS=${BENCH_ARGS:-"--capture --repeats 20 --warmup 5"}
+BENCH_TF32_ARGS=${BENCH_TF32_ARGS:-"--capture --configs base xt-readme --gen-configs"}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY=${PYTHON:-python3}
@@ -36,7 +37,7 @@ for stage in $STAGES; do
       timeout ${T_BENCH:-240} $PY benchmarks/bench.py --device gpu $BENCH_ARGS --json "$OUT/bench_gpu.json" 2>&1 \
         | tee "$OUT/bench.log" | tail -45 ;;
     bench_tf32)
-      timeout ${T_BENCH:-240} $PY benchmarks/bench.py --device gpu --tf32 ${BENCH_TF32_ARGS:-"--capture --configs base xt-readme --gen-configs"} \
+      timeout ${T_BENCH:-240} $PY benchmarks/bench.py --device gpu --tf32 $BENCH_TF32_ARGS \
         --json "$OUT/bench_gpu_tf32.json" 2>&1 | tee "$OUT/bench_tf32.log" | tail -25 ;;
     profile)
       timeout ${T_PROFILE:-60} $PY benchmarks/profile_step.py --device gpu --config ${PROFILE_CONFIG:-base} \

@@ -76,7 +76,8 @@ class CapturedStep:
         if self.graph is None and self.calls < self.warmup:
             self.calls += 1
             return self.step_fn(*inputs)
-        if self.graph is None:
+        recording = self.graph is None
+        if recording:
             self._capture(inputs, arrays)
         else:
             self._load_inputs(arrays)
@@ -84,8 +85,9 @@ class CapturedStep:
         for opt in self.optimizers:
             opt.before_replay()
         self.graph.launch(stream=cp.cuda.get_current_stream())
-        for opt in self.optimizers:
-            opt.after_replay()
+        if not recording:           # the recorded call already did its step's host bookkeeping
+            for opt in self.optimizers:
+                opt.after_replay()
         self.calls += 1
         return self.loss
 

@@ -135,3 +135,77 @@ def test_captured_training_learns():
     for _ in range(60):
         last = captured(*batch).item()
     assert last < 0.5 * first
+
+
+class _FakeCuPy:
+    """Just enough of CuPy's stream / graph / pool API to run CapturedStep's bookkeeping on
+    NumPy: the "capture" runs the step eagerly and a "replay" runs nothing."""
+
+    class _Stream:
+        ptr = 1
+
+        def __init__(self, non_blocking=False):
+            self.capturing = False
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def synchronize(self):
+            pass
+
+        def begin_capture(self):
+            self.capturing = True
+
+        def end_capture(self):
+            self.capturing = False
+            return _FakeCuPy._Graph()
+
+    class _Graph:
+        launches = 0
+
+        def launch(self, stream=None):
+            type(self).launches += 1
+
+    class _Pool:
+        def malloc(self, size):
+            raise AssertionError("not called by the fake")
+
+        def free_all_blocks(self):
+            pass
+
+    def __init__(self):
+        import contextlib
+        from types import SimpleNamespace
+        self.cuda = SimpleNamespace(Stream=self._Stream, MemoryPool=self._Pool,
+                                    get_current_stream=lambda: self._Stream(),
+                                    using_allocator=lambda malloc: contextlib.nullcontext())
+        self.get_default_memory_pool = self._Pool
+
+
+def test_capture_bookkeeping_counts_each_step_once(monkeypatch):
+    """Warm-up, recording and replays each count one optimizer step; lr goes in before each replay."""
+    monkeypatch.setattr(minitx.backend, "is_gpu_array", lambda a: True)
+    monkeypatch.setattr(minitx.backend, "array_module", lambda device: _FakeCuPy())
+    p = minitx.tensor(np.ones(3), requires_grad=True)
+    opt = optim.Adam([p], lr=0.1)
+
+    def step(x):
+        opt.zero_grad()
+        loss = (p * minitx.tensor(x)).sum()
+        loss.backward()
+        opt.step()
+        return loss
+
+    captured = CapturedStep(step, optimizers=[opt], warmup=2)
+    for k in range(6):
+        opt.param_groups[0]["lr"] = 0.1 / (k + 1)
+        captured(np.full(3, float(k)))
+        if k >= 2:                                       # recorded at k = 2, replayed after
+            assert opt._flats[0].hyper[0] == pytest.approx(0.1 / (k + 1))
+    assert captured.calls == 6 and opt.state[id(p)]["step"] == 6
+    assert opt._flats[0].t == 6
+    with pytest.raises(minitx.ShapeError, match="pad every batch to one shape"):
+        captured(np.ones(4))
