@@ -10,7 +10,7 @@
 #   bash benchmarks/gpu_check.sh                  # everything
 #   STAGES="kernels suite" bash benchmarks/gpu_check.sh
 #   BENCH_ARGS="--configs base --capture --tf32" bash benchmarks/gpu_check.sh
-set -u
+set -u -o pipefail
 OUT=${OUT:-gpu_check_out}
 STAGES=${STAGES:-"kernels example bench suite"}
 BENCH_ARGS=${BENCH_ARGS:-"--capture --repeats 20 --warmup 5"}
@@ -24,10 +24,11 @@ $PY -c "import cupy, numpy, sys; print('python', sys.version.split()[0], 'cupy',
 XDIST=""
 $PY -c "import xdist" 2>/dev/null && XDIST="-n 8"
 
+failed=""
 for stage in $STAGES; do
   echo "=== $stage"
   start=$(date +%s)
-  case $stage in
+  { case $stage in
     kernels)
       timeout ${T_KERNELS:-150} $PY -m pytest -q -p no:cacheprovider --device gpu -rfE \
         tests/test_gpu_kernels.py tests/test_cuda_graph.py tests/test_cublas.py 2>&1 | tee "$OUT/kernels.log" | tail -25 ;;
@@ -45,7 +46,12 @@ for stage in $STAGES; do
     suite)
       timeout ${T_SUITE:-300} $PY -m pytest -q -p no:cacheprovider --device gpu $XDIST -rfE tests 2>&1 \
         | tee "$OUT/suite.log" | tail -40 ;;
-    *) echo "unknown stage $stage" ;;
-  esac
+    *) echo "unknown stage $stage"; false ;;
+  esac; } || failed="$failed $stage"
   echo "=== $stage took $(( $(date +%s) - start )) s"
 done
+if [ -n "$failed" ]; then
+  echo "FAILED stages:$failed"
+  exit 1
+fi
+echo "all stages passed"

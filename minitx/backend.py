@@ -257,13 +257,13 @@ def set_matmul_precision(precision):
         raise InputError(f"set_matmul_precision: precision must be one of {_MATMUL_PRECISIONS}, "
                          f"got {precision!r}")
     global _matmul_precision
+    if _load_cupy() is not None:   # CuPy's own matmuls (minitx's go through minitx.cublas)
+        from cupy._core import _routines_linalg as linalg
+        mode = {"highest": "COMPUTE_TYPE_DEFAULT", "tf32": "COMPUTE_TYPE_TF32",
+                "bf16": "COMPUTE_TYPE_BF16"}[precision]
+        if hasattr(linalg, mode):
+            linalg.set_compute_type(np.float32, getattr(linalg, mode))
     _matmul_precision = precision
-    if _load_cupy() is None:
-        return
-    from cupy._core import _routines_linalg as linalg   # CuPy's per-dtype cuBLAS compute type
-    mode = {"highest": linalg.COMPUTE_TYPE_DEFAULT, "tf32": linalg.COMPUTE_TYPE_TF32,
-            "bf16": linalg.COMPUTE_TYPE_BF16}[precision]
-    linalg.set_compute_type(np.float32, mode)
 
 
 def get_matmul_precision():
@@ -272,6 +272,11 @@ def get_matmul_precision():
 
 
 _matmul_precision = "highest"
+
+
+def stream_is_capturing():
+    """True while CuPy's current stream is being recorded into a CUDA graph (False without CuPy)."""
+    return _cupy is not None and _cupy.cuda.get_current_stream().is_capturing()
 
 
 def synchronize(device):

@@ -44,11 +44,14 @@ def _library():
             if "/libcublas.so" in name:
                 path = name
                 break
+    if path is None:
+        raise DeviceError("cannot find the cuBLAS library CuPy loaded (no libcublas.so in "
+                          "/proc/self/maps); minitx's GPU matmuls need it")
     try:
-        lib = ctypes.CDLL(path or "libcublas.so")
+        lib = ctypes.CDLL(path)
         gemm = lib.cublasGemmStridedBatchedEx
     except (OSError, AttributeError) as e:
-        raise DeviceError(f"cannot load cuBLAS for capturable matmuls ({e})") from e
+        raise DeviceError(f"cannot load cuBLAS from {path} ({e})") from e
     gemm.restype = ctypes.c_int
     gemm.argtypes = ([ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int,
                       ctypes.c_void_p]
@@ -71,6 +74,8 @@ def _layout(a):
     """
     item = a.itemsize
     R, C = a.shape[-2:]
+    if R == 1 and C == 1:
+        return _OP_N, 1                                       # one element: any layout will do
     sr, sc = a.strides[-2:]
     if (sc == item or C == 1) and sr % item == 0 and sr >= max(C, 1) * item:
         return _OP_N, sr // item

@@ -31,10 +31,8 @@ def emulate(a, b):
     b = np.broadcast_to(b, batch + (K, N))
     op_b, op_a, m, n, k, b2, ld_b, st_b, a2, ld_a, st_a, count = cublas.gemm_plan(a, b, batch, np)
     assert (m, n, k) == (N, M, K)
-    if op_b == N_OP:
-        assert ld_b >= max(m, 1)
-    else:
-        assert ld_b >= max(k, 1)
+    assert ld_b >= max(m if op_b == N_OP else k, 1)       # cuBLAS: ld >= rows of the stored matrix
+    assert ld_a >= max(k if op_a == N_OP else n, 1)
     B = stored(b2, op_b, m, k, ld_b, st_b, count)          # (count, m, k) = b^T
     if op_a == N_OP:
         A = as_strided(a2, shape=(count, k, n), strides=(st_a * a2.itemsize, a2.itemsize, ld_a * a2.itemsize))
@@ -67,10 +65,12 @@ def layouts(rng, xp=np, dtype=np.float64):
         (r(3, 1), r(1, 5)),
         (r(2, 3, 4)[:, ::2], r(4, 3)),                     # strided rows
         (w.T[None], r(3, 4, 2)),
+        (xp.broadcast_to(r(1, 1)[0, 0], (1, 1)), r(1, 3)),   # one element, strides (0, 0)
+        (r(3, 1), r(1)[::-1][None, :]),                    # one element, a reversed view
     ]
 
 
-@pytest.mark.parametrize("case", range(14))
+@pytest.mark.parametrize("case", range(16))
 def test_gemm_plan_reproduces_matmul(case):
     a, b = layouts(np.random.default_rng(case))[case]
     np.testing.assert_allclose(emulate(a, b), a @ b, rtol=1e-12, atol=1e-12)

@@ -110,6 +110,18 @@ def test_attention_softmax_kernels_match_numpy(dtype, problem):
     assert_same(res, dtype)
 
 
+def test_attention_nan_scores_stay_nan_on_gpu():
+    """A NaN in the scores must not turn into a clean row of zeros on the GPU."""
+    qkv = np.random.default_rng(4).standard_normal((1, 3, 6))
+    qkv[0, 1, 0] = np.nan                                # query 1 is NaN: its scores row is NaN
+    outs = []
+    for device in ("cpu", "gpu"):
+        x = minitx.tensor(qkv, device=device)
+        outs.append(minitx.scaled_dot_product_attention(x, heads=1, scale=0.5).numpy())
+    np.testing.assert_array_equal(np.isnan(outs[1]), np.isnan(outs[0]))
+    assert np.isnan(outs[1][0, 1]).all()
+
+
 def test_attention_fully_masked_rows_are_zero_on_gpu():
     x = minitx.tensor(np.random.default_rng(0).standard_normal((1, 2, 6)), device="gpu", requires_grad=True)
     cp = minitx.backend.array_module("gpu")
@@ -149,11 +161,11 @@ def test_tf32_and_bf16_matmul_precision_stay_close():
     exact = a.astype(np.float64) @ b.astype(np.float64)
     ta, tb = minitx.tensor(a, device="gpu"), minitx.tensor(b, device="gpu")
     try:
-        for precision, tol in (("highest", 1e-5), ("tf32", 5e-3), ("bf16", 3e-2)):
+        for precision, low, high in (("highest", 0.0, 1e-5), ("tf32", 1e-5, 5e-3), ("bf16", 1e-4, 3e-2)):
             minitx.backend.set_matmul_precision(precision)
             out = (ta @ tb).numpy()
             err = np.linalg.norm(out - exact) / np.linalg.norm(exact)
-            assert err < tol, (precision, err)
+            assert low < err < high, (precision, err)       # the setting took effect, and is close
     finally:
         minitx.backend.set_matmul_precision("highest")
 

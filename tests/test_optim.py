@@ -383,3 +383,45 @@ def test_loading_another_optimizers_state_raises(device):
     run_steps(sgd, [p], [[np.ones(2)]])
     with pytest.raises(ValueError, match="param group 0"):
         Adam([p]).load_state_dict(sgd.state_dict())
+
+
+def test_adam_step_counts_survive_steps_with_missing_gradients():
+    """Steps where only some params have a gradient (per-parameter path) and full steps (flat
+    path) mix; every param keeps PyTorch's own step count and bias correction."""
+    pattern = [(1, 1), (1, 0), (0, 1), (1, 1), (1, 1)]
+    grads = np.random.default_rng(3).standard_normal((5, 2, 3))
+    a, b = param(np.ones(3), "cpu"), param(np.ones(3), "cpu")
+    opt = Adam([a, b], lr=0.1)
+    alone = [(param(np.ones(3), "cpu"), None), (param(np.ones(3), "cpu"), None)]
+    alone = [(p, Adam([p], lr=0.1)) for p, _ in alone]      # each param with an optimizer of its own
+    for k, present in enumerate(pattern):
+        for i, (p, here) in enumerate(zip((a, b), present)):
+            p.grad = minitx.tensor(grads[k, i]) if here else None
+            if here:
+                set_grad(alone[i][0], grads[k, i])
+                alone[i][1].step()
+        opt.step()
+    for p, (q, _) in zip((a, b), alone):
+        np.testing.assert_allclose(p.numpy(), q.numpy(), rtol=1e-12)
+    assert opt.state[id(a)]["step"] == 4 and opt.state[id(b)]["step"] == 4
+
+
+def test_optimizers_refuse_an_unannounced_cuda_graph_capture(monkeypatch):
+    p = param(np.ones(2), "cpu")
+    set_grad(p, np.ones(2))
+    monkeypatch.setattr(backend, "stream_is_capturing", lambda: True)
+    with pytest.raises(minitx.GraphError, match="use Adam or AdamW with CapturedStep"):
+        SGD([p], lr=0.1).step()
+    with pytest.raises(minitx.GraphError, match="was not given to CapturedStep"):
+        Adam([p], lr=0.1).step()
+
+
+def test_replaying_after_the_state_was_replaced_is_refused():
+    p = param(np.ones(2), "cpu")
+    opt = Adam([p], lr=0.1)
+    set_grad(p, np.ones(2))
+    opt.step()
+    opt.before_replay()                                  # fine: nothing replaced
+    opt.load_state_dict(opt.state_dict())                # new state arrays: not the graph's
+    with pytest.raises(minitx.GraphError, match="make a new CapturedStep"):
+        opt.before_replay()

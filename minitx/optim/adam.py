@@ -46,7 +46,12 @@ class Adam(Optimizer):
         fused kernel on the GPU, one blocked NumPy pass on the CPU.  Any other
         group falls back to the per-parameter update of :class:`Optimizer`.
         """
+        if not self.capturing and backend.stream_is_capturing():
+            raise GraphError("Adam.step() is being recorded in a CUDA graph, but this optimizer was "
+                             "not given to CapturedStep: pass it in CapturedStep(..., optimizers=[opt])")
         for i, group in enumerate(self.param_groups):
+            if all(p.grad is None for p in group["params"]):
+                continue                                   # a frozen group: nothing to update
             flat = self._flat_group(i, group)
             if flat is None and self.capturing:
                 raise GraphError(
@@ -86,14 +91,28 @@ class Adam(Optimizer):
             if self.capturing:          # a new layout would be copied at every replay
                 return None
             flat = flats[i] = FlatGroup(params, states)
+        elif flat.t != states[0]["step"]:   # per-parameter steps ran meanwhile (missing gradients)
+            if self.capturing:
+                return None
+            flat.set_step(states[0]["step"])
         return flat
 
     def before_replay(self):
-        """Copy each flat group's learning rate to the device (called by CapturedStep)."""
+        """Copy each flat group's learning rate to the device (called by CapturedStep).
+
+        Raises GraphError when a recorded group's parameters or state were
+        replaced since the capture (``load_state_dict``, ``module.to``, a new
+        ``param.data``): the graph would go on updating the old buffers.
+        """
         for i, group in enumerate(self.param_groups):
             flat = self.__dict__.get("_flats", {}).get(i)
-            if flat is not None:
-                flat.set_lr(group["lr"])
+            if flat is None:
+                continue
+            states = [self.state.get(id(p), {}) for p in group["params"]]
+            if not flat.current(group["params"], states) or flat.t != states[0].get("step"):
+                raise GraphError(f"Adam: param group {i}'s parameters or optimizer state were replaced "
+                                 "after the CUDA graph was recorded; make a new CapturedStep")
+            flat.set_lr(group["lr"])
 
     def after_replay(self):
         """Count the step a replayed graph made (called by CapturedStep)."""
@@ -156,6 +175,11 @@ class FlatGroup:
         return len(params) == len(self.views) and all(
             p.data is a and st.get("exp_avg") is b and st.get("exp_avg_sq") is c
             for p, st, (a, b, c) in zip(params, states, self.views))
+
+    def set_step(self, t):
+        """Set the step count (host and device) after per-parameter steps moved it."""
+        self.t = t
+        self.hyper[1] = t
 
     def set_lr(self, lr):
         """Write ``lr`` to the device copy when it changed (a tiny fill, no sync)."""

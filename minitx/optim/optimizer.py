@@ -18,7 +18,7 @@ saved as NumPy copies and moved to each parameter's device on load.
 """
 from .. import backend
 from ..autograd.tensor import Tensor
-from ..errors import InputError, ShapeError
+from ..errors import GraphError, InputError, ShapeError
 
 
 class Optimizer:
@@ -85,6 +85,9 @@ class Optimizer:
 
     def step(self):
         """Update every parameter that has a gradient, in place, on its own device."""
+        if backend.stream_is_capturing():
+            raise GraphError(f"{type(self).__name__}.step() cannot be recorded in a CUDA graph "
+                             "(its update keeps host-side state); use Adam or AdamW with CapturedStep")
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:

@@ -156,11 +156,14 @@ def cross_entropy_grad():
 # --------------------------------------------------- attention softmax
 @lru_cache(maxsize=None)
 def masked_row_max(dtype_char):
-    """max over the reduced axis of s where keep, else the dtype's lowest finite value."""
+    """max over the reduced axis of s where keep, else the dtype's lowest finite value.
+
+    NaN wins the max (CUDA's max would drop it), so a NaN score makes its row NaN, as on the CPU.
+    """
     lowest = repr(float(np.finfo(np.dtype(dtype_char)).min))
     return _cp().ReductionKernel(
         "T s, bool keep", "T m",
-        f"keep ? s : T({lowest})", "max(a, b)", "m = a", f"T({lowest})",
+        f"keep ? s : T({lowest})", "(a > b || isnan(a)) ? a : b", "m = a", f"T({lowest})",
         "minitx_masked_row_max")
 
 
@@ -175,10 +178,10 @@ def masked_exp_sum():
 
 @lru_cache(maxsize=None)
 def masked_softmax_apply():
-    """p = exp((s - m) * scale) / d where keep, else 0 (0 too for a row with no key)."""
+    """p = exp((s - m) * scale) / d where keep, else 0 (0 too for a row with no key; NaN stays NaN)."""
     return _cp().ElementwiseKernel(
         "T s, bool keep, T m, T d, T scale", "T p",
-        "p = (keep && d > T(0)) ? exp((s - m) * scale) / d : T(0)",
+        "p = (keep && d != T(0)) ? exp((s - m) * scale) / d : T(0)",
         "minitx_masked_softmax_apply")
 
 

@@ -130,12 +130,12 @@ class LayerNorm(Function):
         x2 = x.reshape(-1, D)                                   # (N, D)
         if xp is not backend.np:
             return self._forward_gpu(x2, weight, bias, eps).reshape(x.shape)
-        inv_d = xp.full(D, 1.0 / D, dtype=x.dtype)
-        xc = x2 - (x2 @ inv_d)[:, None]                         # x - mean
+        ones = xp.ones(D, dtype=x.dtype)                        # sum, then divide: exact for equal values
+        xc = x2 - ((x2 @ ones) / D)[:, None]                    # x - mean
         var = xp.einsum("nd,nd->n", xc, xc) / D                 # (N,)
         rstd = 1.0 / xp.sqrt(var + eps)
         xc *= rstd[:, None]                                     # xhat, in place
-        self.xhat, self.rstd, self.weight, self.inv_d = xc, rstd, weight, inv_d
+        self.xhat, self.rstd, self.weight, self.ones = xc, rstd, weight, ones
         y = xc * weight
         if bias:
             y += bias[0]
@@ -152,7 +152,7 @@ class LayerNorm(Function):
         gx = None
         if self.needs_grad[0]:
             gh = g2 * self.weight                               # dL/dxhat
-            m1 = gh @ self.inv_d                                # mean(gh)          (N,)
+            m1 = (gh @ self.ones) / xhat.shape[1]               # mean(gh)          (N,)
             m2 = xp.einsum("nd,nd->n", gh, xhat) / xhat.shape[1]   # mean(gh * xhat)  (N,)
             # dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat)), in place in gh
             gh -= xhat * m2[:, None]
