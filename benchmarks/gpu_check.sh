@@ -5,7 +5,13 @@
 #   4. (stages "bench_tf32" and "profile", not run by default) the benchmark with TF32
 #      matmuls in both frameworks, and a cProfile of eager GPU steps,
 #   5. the whole test suite with the GPU switch (pytest-xdist spreads it when installed).
-# Logs and the benchmark JSON go to $OUT (default ./gpu_check_out).
+# Logs and the benchmark JSON go to $OUT (default ./gpu_check_out).  The exit status is 0
+# only when every stage passed.
+#
+# The x-transformers rows need torch (with CUDA) plus x-transformers and its pure-Python
+# dependencies; on a machine without network access, bring them as wheels:
+#   pip download --no-deps -d .whl x-transformers==2.31.10 torch-einops-utils loguru einx frozendict
+#   pip install --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 #
 #   bash benchmarks/gpu_check.sh                  # everything
 #   STAGES="kernels suite" bash benchmarks/gpu_check.sh
