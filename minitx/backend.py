@@ -257,13 +257,7 @@ def set_matmul_precision(precision):
         raise InputError(f"set_matmul_precision: precision must be one of {_MATMUL_PRECISIONS}, "
                          f"got {precision!r}")
     global _matmul_precision
-    if _load_cupy() is not None:   # CuPy's own matmuls (minitx's go through minitx.cublas)
-        from cupy._core import _routines_linalg as linalg
-        mode = {"highest": "COMPUTE_TYPE_DEFAULT", "tf32": "COMPUTE_TYPE_TF32",
-                "bf16": "COMPUTE_TYPE_BF16"}[precision]
-        if hasattr(linalg, mode):
-            linalg.set_compute_type(np.float32, getattr(linalg, mode))
-    _matmul_precision = precision
+    _matmul_precision = precision        # read by minitx.cublas at every float32 product
 
 
 def get_matmul_precision():

@@ -23,7 +23,7 @@ from .errors import DeviceError, ShapeError
 
 _OP_N, _OP_T = 0, 1
 _R_32F, _R_64F = 0, 1
-_COMPUTE = {("f", "highest"): 68, ("f", "tf32"): 77, ("f", "bf16"): 75}   # CUBLAS_COMPUTE_32F[_FAST_*]
+_COMPUTE_32F = {"highest": 68, "tf32": 77, "bf16": 75}   # CUBLAS_COMPUTE_32F, _FAST_TF32, _FAST_16BF
 _COMPUTE_64F = 70
 _GEMM_DEFAULT = -1
 
@@ -164,7 +164,7 @@ def _gemm(a, b, out, batch, M, N, K, cp):
     if a.dtype.char == "d":
         dtype, compute, scalar = _R_64F, _COMPUTE_64F, ctypes.c_double
     else:
-        dtype, compute, scalar = _R_32F, _COMPUTE[("f", backend.get_matmul_precision())], ctypes.c_float
+        dtype, compute, scalar = _R_32F, _COMPUTE_32F[backend.get_matmul_precision()], ctypes.c_float
     alpha, beta = scalar(1.0), scalar(0.0)
     handle = cp.cuda.device.get_cublas_handle()
     _use_stream(lib, handle, cp.cuda.get_current_stream().ptr)

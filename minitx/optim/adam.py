@@ -38,40 +38,30 @@ class Adam(Optimizer):
         if not hyper["eps"] > 0.0:
             raise InputError(f"invalid eps: {hyper['eps']} (must be > 0)")
 
-    def step(self):
-        """Update every parameter that has a gradient, one group at a time.
+    def _step_group(self, i, group):
+        """Update group ``i``, through flat buffers when it can.
 
         A group whose parameters all have gradients, share one dtype and one
-        step count is updated through flat buffers (:class:`FlatGroup`): one
-        fused kernel on the GPU, one blocked NumPy pass on the CPU.  Any other
-        group falls back to the per-parameter update of :class:`Optimizer`.
+        step count is updated through :class:`FlatGroup`: one fused kernel on
+        the GPU, one blocked NumPy pass on the CPU.  Any other group takes the
+        per-parameter update of :class:`Optimizer`; a group with no gradient
+        at all is skipped.
         """
-        if not self.capturing and backend.stream_is_capturing():
-            raise GraphError("Adam.step() is being recorded in a CUDA graph, but this optimizer was "
-                             "not given to CapturedStep: pass it in CapturedStep(..., optimizers=[opt])")
-        for i, group in enumerate(self.param_groups):
-            if all(p.grad is None for p in group["params"]):
-                continue                                   # a frozen group: nothing to update
-            flat = self._flat_group(i, group)
-            if flat is None and self.capturing:
-                raise GraphError(
-                    f"Adam: param group {i} cannot be updated inside a CUDA graph capture: every "
-                    "parameter needs a gradient, one dtype, one step count, and an eager step "
-                    "before the capture (CapturedStep's warm-up) to lay out its flat buffers")
-            if flat is None:
-                self._step_params(group)
-                continue
-            flat.step(group, decoupled=self._decoupled, write_lr=not self.capturing)
-            for p in group["params"]:
-                self.state[id(p)]["step"] += 1
-                p.bump_version()
-
-    def _step_params(self, group):
+        if all(p.grad is None for p in group["params"]):
+            return
+        flat = self._flat_group(i, group)
+        if flat is None and self.capturing:
+            raise GraphError(
+                f"Adam: param group {i} cannot be updated inside a CUDA graph capture: every "
+                "parameter needs a gradient, one dtype, one step count, and an eager step "
+                "before the capture (CapturedStep's warm-up) to lay out its flat buffers")
+        if flat is None:
+            super()._step_group(i, group)
+            return
+        flat.step(group, decoupled=self._decoupled, write_lr=not self.capturing)
         for p in group["params"]:
-            if p.grad is not None:
-                self._check_grad(p)
-                self._update(p, p.grad.data, self.state.setdefault(id(p), {}), group)
-                p.bump_version()
+            self.state[id(p)]["step"] += 1
+            p.bump_version()
 
     def _flat_group(self, i, group):
         """This group's FlatGroup (made or remade as needed), or None if it cannot be flat."""

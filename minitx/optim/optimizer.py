@@ -85,16 +85,24 @@ class Optimizer:
 
     def step(self):
         """Update every parameter that has a gradient, in place, on its own device."""
-        if backend.stream_is_capturing():
+        if not self.capturing and backend.stream_is_capturing():
+            if self.supports_capture:
+                raise GraphError(f"{type(self).__name__}.step() is being recorded in a CUDA graph, but "
+                                 "this optimizer was not given to CapturedStep: pass it in "
+                                 "CapturedStep(..., optimizers=[opt])")
             raise GraphError(f"{type(self).__name__}.step() cannot be recorded in a CUDA graph "
                              "(its update keeps host-side state); use Adam or AdamW with CapturedStep")
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                self._check_grad(p)
-                self._update(p, p.grad.data, self.state.setdefault(id(p), {}), group)
-                p.bump_version()
+        for i, group in enumerate(self.param_groups):
+            self._step_group(i, group)
+
+    def _step_group(self, i, group):
+        """Update group ``i``: ``_update`` on each parameter that has a gradient."""
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            self._check_grad(p)
+            self._update(p, p.grad.data, self.state.setdefault(id(p), {}), group)
+            p.bump_version()
 
     @staticmethod
     def _check_grad(p):

@@ -212,7 +212,7 @@ class CrossEntropy(Function):
         loss = xp.where(valid, loss, 0)                                 # ignored rows: 0, even for NaN logits
         e /= sum_e
         self.p = xp.where(valid[:, None], e, 0)                        # softmax (N, V); 0 on ignored rows
-        self.safe = safe
+        self.target, self.safe = target, safe
         return self._reduce(loss, valid, reduction, logits.dtype)
 
     def _reduce(self, loss, valid, reduction, dtype):
@@ -233,7 +233,6 @@ class CrossEntropy(Function):
         lse = m[:, 0] + xp.log(gpu_kernels.sum_exp_shifted()(logits, m, axis=1))   # (N,)
         mean_x = logits.mean(axis=1) if smooth else lse                # lse: the smoothing term is 0
         self.logits, self.target, self.lse = logits, target, lse
-        self.safe = xp.where(self.valid, target, 0)                    # for backward_graph
         self.saves_inputs = True                                       # backward reads the logits
         return gpu_kernels.cross_entropy_rows()(logits, target, lse, mean_x, logits.shape[1],
                                                 ignore_index, smooth, float("nan"))
@@ -264,7 +263,7 @@ class CrossEntropy(Function):
             g = g / self.count
         scale = reshape(g, (-1, 1)) * self.valid[:, None].astype(logits.dtype)   # (N, 1) or (1, 1)
         target = xp.full((N, V), self.smooth / V, dtype=logits.dtype)           # smoothed one-hot
-        target[xp.arange(N), self.safe] += 1 - self.smooth
+        target[xp.arange(N), xp.where(self.valid, self.target, 0)] += 1 - self.smooth
         return ((softmax(logits, -1) - target) * scale,)                        # (p - target) * scale
 
 
