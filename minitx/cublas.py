@@ -106,7 +106,7 @@ def _batch_stride(a, batch):
 
 def matmul(a, b):
     """``a @ b`` for float32/float64 CuPy arrays (NumPy's matmul rules, 1-D operands included)."""
-    cp = backend.array_module("gpu")
+    cp = backend.get_array_module(a)
     if a.dtype != b.dtype or a.dtype.char not in "fd":
         return a @ b                                          # other dtypes: CuPy's own (not capturable)
     if a.ndim == 0 or b.ndim == 0:
@@ -127,7 +127,7 @@ def matmul(a, b):
     if out.size and K == 0:
         out.fill(0)
     elif out.size:
-        _gemm(a, b, out, batch, M, N, K, cp)
+        _gemm(a, b, out, batch, cp)
     if vec_a:
         out = out[..., 0, :]
     if vec_b:
@@ -157,7 +157,7 @@ def gemm_plan(a, b, batch, xp):
     return op_b, op_a, N, M, K, b, ld_b, st_b, a, ld_a, st_a, count
 
 
-def _gemm(a, b, out, batch, M, N, K, cp):
+def _gemm(a, b, out, batch, cp):
     """out (..., M, N) = a (..., M, K) @ b (..., K, N) with one strided-batched cuBLAS call."""
     op_b, op_a, m, n, k, b, ld_b, st_b, a, ld_a, st_a, count = gemm_plan(a, b, batch, cp)
     lib = _library()

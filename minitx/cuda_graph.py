@@ -131,5 +131,5 @@ class CapturedStep:
                 opt.capturing = False
         if not isinstance(loss, Tensor):
             raise InputError(f"CapturedStep: step_fn must return the loss Tensor, got {type(loss).__name__}")
-        self.graph, self.loss, self._stream = graph, loss, stream
+        self.graph, self.loss = graph, loss
         cp.get_default_memory_pool().free_all_blocks()    # the eager warm-up's cached temporaries

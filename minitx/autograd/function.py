@@ -97,11 +97,12 @@ class Function:
 
         fn = cls()
         try:
-            fn.xp = get_array_module(*[t.data for t in inputs])
+            arrays = [t.data for t in inputs]
+            fn.xp = get_array_module(*arrays)
             record = _GradMode.enabled and any(t.requires_grad for t in inputs)
             if record:
                 fn.needs_grad = tuple(t.requires_grad for t in inputs)
-            out = fn.forward(*[t.data for t in inputs], **params)
+            out = fn.forward(*arrays, **params)
         except Exception as e:
             err = op_input_error(fn.name, inputs, e)   # a minitx error naming op and inputs, or None
             if err is None:

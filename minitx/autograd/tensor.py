@@ -259,13 +259,13 @@ class Tensor:
     def __setitem__(self, index, value):
         self._check_inplace()
         self._data[_index_array(index)] = value.data if isinstance(value, Tensor) else value
-        self._vc[0] += 1
+        self.bump_version()
 
     def fill_(self, value):
         """Set every element to ``value`` in place."""
         self._check_inplace()
         self._data.fill(value)
-        self._vc[0] += 1
+        self.bump_version()
         return self
 
     def zero_(self):
@@ -277,7 +277,7 @@ class Tensor:
         self._check_inplace()
         src = other.data if isinstance(other, Tensor) else other
         self._data[...] = src
-        self._vc[0] += 1
+        self.bump_version()
         return self
 
     def add_(self, other, alpha=1.0):
@@ -285,14 +285,14 @@ class Tensor:
         self._check_inplace()
         src = other.data if isinstance(other, Tensor) else other
         self._data += alpha * src if alpha != 1.0 else src
-        self._vc[0] += 1
+        self.bump_version()
         return self
 
     def mul_(self, other):
         """``self *= other`` in place."""
         self._check_inplace()
         self._data *= other.data if isinstance(other, Tensor) else other
-        self._vc[0] += 1
+        self.bump_version()
         return self
 
     # -------------------------------------------------------------- operators

@@ -124,8 +124,6 @@ class Pow(Function):
     def backward_graph(self, g):
         if self.p == 0:
             return (g * 0.0,)
-        if self.p == 1:                                 # x^0 would give 0 * x^-1 = NaN at 0 below
-            return (g,)
         return (g * (self.p * self.inputs[0] ** (self.p - 1)),)
 
 

@@ -84,7 +84,7 @@ class Linear(Function):
             gw = mm(g2.T, self.x.reshape(-1, self.x.shape[-1]))  # (O, N) @ (N, I)
         gb = ()
         if len(self.inputs) == 3:                         # dy/db = 1: column sums, as one BLAS call
-            gb = (mm(self.xp.ones(g2.shape[0], dtype=g2.dtype), g2),)   # (N,) @ (N, O)
+            gb = (mm(self.xp.ones(g2.shape[0], dtype=g2.dtype), g2) if self.needs_grad[2] else None,)
         return (gx, gw) + gb
 
     def backward_graph(self, g):

@@ -148,7 +148,7 @@ class LayerNorm(Function):
         xhat, rstd = self.xhat, self.rstd
         g2 = g.reshape(xhat.shape)                              # (N, D)
         gw = xp.einsum("nd,nd->d", g2, xhat) if self.needs_grad[1] else None   # dy/dw = xhat
-        gb = (g2.sum(axis=0),) if len(self.inputs) == 3 else ()                 # dy/db = 1
+        gb = (g2.sum(axis=0) if self.needs_grad[2] else None,) if len(self.inputs) == 3 else ()  # dy/db = 1
         gx = None
         if self.needs_grad[0]:
             gh = g2 * self.weight                               # dL/dxhat
@@ -175,7 +175,7 @@ class LayerNorm(Function):
         x2, mean, rstd, w = self.x2, self.mean, self.rstd, self.weight
         g2 = g.reshape(x2.shape)                                                     # (N, D)
         gw = gpu_kernels.layer_norm_dw()(g2, x2, mean, rstd, axis=0) if self.needs_grad[1] else None
-        gb = (g2.sum(axis=0),) if len(self.inputs) == 3 else ()
+        gb = (g2.sum(axis=0) if self.needs_grad[2] else None,) if len(self.inputs) == 3 else ()
         gx = None
         if self.needs_grad[0]:
             s1 = gpu_kernels.sum_of_product()(g2, w, axis=1, keepdims=True)          # sum(g w)      (N, 1)
@@ -190,7 +190,6 @@ class CrossEntropy(Function):
     Per row: ``(1 - s) * -log p[t] + s * mean_v(-log p[v])`` with s the label
     smoothing; rows whose target is ``ignore_index`` count zero.
     """
-    saves_inputs = False
 
     def forward(self, logits, target, ignore_index, label_smoothing, reduction):
         xp = self.xp
@@ -204,14 +203,15 @@ class CrossEntropy(Function):
         shifted = logits - logits.max(axis=-1, keepdims=True)
         e = xp.exp(shifted)
         sum_e = e.sum(axis=-1, keepdims=True)
-        logp_t = shifted[xp.arange(N), safe] - xp.log(sum_e[:, 0])     # log p[target]  (N,)
-        loss = -logp_t
+        log_sum = xp.log(sum_e[:, 0])
+        loss = log_sum - shifted[xp.arange(N), safe]                   # -log p[target]  (N,)
         if label_smoothing:
-            mean_logp = shifted.mean(axis=-1) - xp.log(sum_e[:, 0])     # mean_v log p[v]
+            mean_logp = shifted.mean(axis=-1) - log_sum                 # mean_v log p[v]
             loss = (1 - label_smoothing) * loss - label_smoothing * mean_logp
         loss = xp.where(valid, loss, 0)                                 # ignored rows: 0, even for NaN logits
-        e /= sum_e
-        self.p = xp.where(valid[:, None], e, 0)                        # softmax (N, V); 0 on ignored rows
+        e /= sum_e                                                      # softmax (N, V), in place
+        xp.copyto(e, 0, where=~valid[:, None])                          # 0 on ignored rows
+        self.p = e
         self.target, self.safe = target, safe
         return self._reduce(loss, valid, reduction, logits.dtype)
 
@@ -233,7 +233,6 @@ class CrossEntropy(Function):
         lse = m[:, 0] + xp.log(gpu_kernels.sum_exp_shifted()(logits, m, axis=1))   # (N,)
         mean_x = logits.mean(axis=1) if smooth else lse                # lse: the smoothing term is 0
         self.logits, self.target, self.lse = logits, target, lse
-        self.saves_inputs = True                                       # backward reads the logits
         return gpu_kernels.cross_entropy_rows()(logits, target, lse, mean_x, logits.shape[1],
                                                 ignore_index, smooth, float("nan"))
 
