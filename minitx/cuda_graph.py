@@ -76,18 +76,16 @@ class CapturedStep:
         if self.graph is None and self.calls < self.warmup:
             self.calls += 1
             return self.step_fn(*inputs)
-        recording = self.graph is None
-        if recording:
-            self._capture(inputs, arrays)
+        if self.graph is None:
+            self._capture(inputs, arrays)       # records the step; the launch below runs it
         else:
             self._load_inputs(arrays)
         cp = backend.array_module("gpu")
         for opt in self.optimizers:
             opt.before_replay()
         self.graph.launch(stream=cp.cuda.get_current_stream())
-        if not recording:           # the recorded call already did its step's host bookkeeping
-            for opt in self.optimizers:
-                opt.after_replay()
+        for opt in self.optimizers:
+            opt.after_replay()
         self.calls += 1
         return self.loss
 

@@ -29,6 +29,7 @@ class Adam(Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay))
+        self._flats = {}          # group index -> FlatGroup
 
     def _check(self, hyper):
         super()._check(hyper)
@@ -58,7 +59,12 @@ class Adam(Optimizer):
         if flat is None:
             super()._step_group(i, group)
             return
-        flat.step(group, decoupled=self._decoupled, write_lr=not self.capturing)
+        t = self.state[id(group["params"][0])]["step"] + 1
+        flat.step(group, t, decoupled=self._decoupled, write_hyper=not self.capturing)
+        if not self.capturing:               # a recorded step is counted by after_replay
+            self._count_step(group)
+
+    def _count_step(self, group):
         for p in group["params"]:
             self.state[id(p)]["step"] += 1
             p.bump_version()
@@ -75,44 +81,35 @@ class Adam(Optimizer):
             return None
         if len({st.get("step", 0) for st in states}) != 1:
             return None
-        flats = self.__dict__.setdefault("_flats", {})
-        flat = flats.get(i)
+        flat = self._flats.get(i)
         if flat is None or not flat.current(params, states):
             if self.capturing:          # a new layout would be copied at every replay
                 return None
-            flat = flats[i] = FlatGroup(params, states)
-        elif flat.t != states[0]["step"]:   # per-parameter steps ran meanwhile (missing gradients)
-            if self.capturing:
-                return None
-            flat.set_step(states[0]["step"])
+            flat = self._flats[i] = FlatGroup(params, states)
         return flat
 
     def before_replay(self):
-        """Copy each flat group's learning rate to the device (called by CapturedStep).
+        """Write each flat group's lr and step number to the device (called by CapturedStep).
 
         Raises GraphError when a recorded group's parameters or state were
         replaced since the capture (``load_state_dict``, ``module.to``, a new
         ``param.data``): the graph would go on updating the old buffers.
         """
         for i, group in enumerate(self.param_groups):
-            flat = self.__dict__.get("_flats", {}).get(i)
+            flat = self._flats.get(i)
             if flat is None:
                 continue
             states = [self.state.get(id(p), {}) for p in group["params"]]
-            if not flat.current(group["params"], states) or flat.t != states[0].get("step"):
+            if not flat.current(group["params"], states):
                 raise GraphError(f"Adam: param group {i}'s parameters or optimizer state were replaced "
                                  "after the CUDA graph was recorded; make a new CapturedStep")
-            flat.set_lr(group["lr"])
+            flat.write_hyper(group["lr"], states[0]["step"] + 1)
 
     def after_replay(self):
         """Count the step a replayed graph made (called by CapturedStep)."""
         for i, group in enumerate(self.param_groups):
-            flat = self.__dict__.get("_flats", {}).get(i)
-            if flat is not None:
-                flat.t += 1
-                for p in group["params"]:
-                    self.state[id(p)]["step"] += 1
-                    p.bump_version()
+            if i in self._flats:
+                self._count_step(group)
 
     def _update(self, p, grad, state, group):
         xp, arr = p.xp, p.data
@@ -132,8 +129,9 @@ class FlatGroup:
     Making one copies every parameter into the flat array ``p`` (its moments
     into ``m`` and ``v``; ``g`` receives the gradients each step) and points ``param.data``, ``state["exp_avg"]`` and
     ``state["exp_avg_sq"]`` at views of them, so one update covers the whole
-    group.  ``hyper`` = [lr, t] sits on the parameters' device, where a
-    captured CUDA graph reads it at each replay.  If a view is replaced (a
+    group.  ``hyper`` = [lr, t] sits on the parameters' device, where the
+    update kernel reads it, so a captured CUDA graph sees the values written
+    before each replay.  If a view is replaced (a
     new ``param.data``, a loaded optimizer state), :meth:`current` says so and
     the optimizer makes a new FlatGroup from the new arrays.
     """
@@ -157,8 +155,8 @@ class FlatGroup:
             st["exp_avg"] = self.m[part].reshape(p.shape)
             st["exp_avg_sq"] = self.v[part].reshape(p.shape)
             self.views.append((p.data, st["exp_avg"], st["exp_avg_sq"]))
-        self.xp, self.lr, self.t = xp, None, states[0]["step"]
-        self.hyper = xp.array([0.0, self.t], dtype=backend.np.float64)    # [lr, t]
+        self.xp = xp
+        self.hyper = xp.zeros(2, dtype=backend.np.float64)     # [lr, t]
 
     def current(self, params, states):
         """True while every parameter and moment is still the view this group made."""
@@ -166,29 +164,21 @@ class FlatGroup:
             p.data is a and st.get("exp_avg") is b and st.get("exp_avg_sq") is c
             for p, st, (a, b, c) in zip(params, states, self.views))
 
-    def set_step(self, t):
-        """Set the step count (host and device) after per-parameter steps moved it."""
-        self.t = t
+    def write_hyper(self, lr, t):
+        """Write lr and the step number t to ``hyper`` (two tiny fills on the GPU, no sync)."""
+        self.hyper[0] = lr
         self.hyper[1] = t
 
-    def set_lr(self, lr):
-        """Write ``lr`` to the device copy when it changed (a tiny fill, no sync)."""
-        if lr != self.lr:
-            self.hyper[0] = lr
-            self.lr = lr
+    def step(self, group, t, decoupled, write_hyper=True):
+        """Adam step number ``t`` over the whole group, in place; the gradients are gathered into ``g``.
 
-    def step(self, group, decoupled, write_lr=True):
-        """One Adam step over the whole group, in place; the gradients are gathered into ``g``.
-
-        ``write_lr=False`` while a CUDA graph is recorded: a write recorded in
-        the graph would put that call's lr back at every replay, so the lr is
-        written before each replay instead (``Adam.before_replay``).
+        ``write_hyper=False`` while a CUDA graph is recorded: a write recorded
+        in the graph would put that call's lr and t back at every replay, so
+        they are written before each replay instead (``Adam.before_replay``).
         """
         xp = self.xp
-        if write_lr:
-            self.set_lr(group["lr"])
-        self.hyper[1] += 1                                     # t, counted on the device
-        self.t += 1
+        if write_hyper:
+            self.write_hyper(group["lr"], t)
         grads = self.g
         if xp is backend.np:
             xp.concatenate([a.grad.data.reshape(-1) for a in group["params"]], out=grads)
@@ -203,7 +193,7 @@ class FlatGroup:
                                       self.p, self.m, self.v)
         else:
             _adam_arrays(xp, (self.p, grads, self.m, self.v), group["lr"], b1, b2, group["eps"], wd,
-                         self.t, decoupled)
+                         t, decoupled)
 
 
 def _adam_arrays(xp, arrays, lr, b1, b2, eps, wd, t, decoupled):
