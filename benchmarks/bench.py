@@ -74,10 +74,6 @@ def reference_problem():
     return None
 
 
-def reference_available():
-    return reference_problem() is None
-
-
 def peak_memory(framework, config):
     """Peak RSS (MB) of a child process that trains ``config`` for a few steps (CPU)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--memory-child", framework, config,

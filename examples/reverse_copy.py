@@ -118,13 +118,6 @@ def show(tokens):
     return " ".join(str(int(t) - SPECIAL) for t in tokens if t >= SPECIAL)
 
 
-def grad_norm(params):
-    """Global L2 norm of the gradients, as a 0-d array on their device (no host read)."""
-    grads = [p.grad.data for p in params if p.grad is not None]
-    xp = minitx.backend.get_array_module(*grads)
-    return xp.sqrt(sum((g.astype(np.float64) ** 2).sum() for g in grads))
-
-
 # options that may change between a run and its resumption without changing the run itself
 _RUN_CONTROL = {"device", "eval_every", "eval_size", "target", "log_every", "save", "resume",
                 "stop_at", "skip_nonfinite", "min_len"}
@@ -192,7 +185,7 @@ def train(args):
             loss.backward()
             finite = True
             if args.skip_nonfinite:
-                norm = optim.clip_grad_norm_(params, args.clip).data if args.clip else grad_norm(params)
+                norm = optim.clip_grad_norm_(params, args.clip).data if args.clip else optim.grad_norm(params).data
                 finite = bool(xp.isfinite(loss.data) & xp.isfinite(norm))  # the one host read this option costs
             elif args.clip:
                 optim.clip_grad_norm_(params, args.clip)

@@ -28,7 +28,7 @@ def check_second_derivative(f, *xs, eps=1e-6, atol=1e-5, rtol=1e-4, seed=0):
     vs = [minitx.tensor(rng.standard_normal(x.shape), device=x.device) for x in xs]
     s = _weighted_grad(f, xs, vs, create_graph=True)
     if s is not None and s.requires_grad:
-        analytic = [np.zeros(x.shape) if h is None else h.numpy() for h in grad(s, xs)]
+        analytic = [np.zeros(x.shape) if h is None else h.numpy() for x, h in zip(xs, grad(s, xs))]
     else:                                        # first gradient is constant: second is zero
         analytic = [np.zeros(x.shape) for x in xs]
     for x, a in zip(xs, analytic):

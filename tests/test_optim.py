@@ -425,3 +425,15 @@ def test_replaying_after_the_state_was_replaced_is_refused():
     opt.load_state_dict(opt.state_dict())                # new state arrays: not the graph's
     with pytest.raises(minitx.GraphError, match="make a new CapturedStep"):
         opt.before_replay()
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf")])
+def test_grad_norm_is_the_norm_of_all_gradients_together(device, norm_type):
+    g1, g2 = np.array([3.0, -4.0]), np.array([[1.0, -2.0], [0.5, 7.0]])
+    a, b, c = param(np.ones(2), device), param(np.ones((2, 2)), device), param(np.ones(3), device)
+    set_grad(a, g1)
+    set_grad(b, g2)                                      # c has no gradient: skipped
+    want = np.linalg.norm(np.concatenate([g1, g2.ravel()]), norm_type)
+    got = minitx.optim.grad_norm(iter([a, b, c]), norm_type)
+    assert got.item() == pytest.approx(want)
+    assert clip_grad_norm_([a, b, c], 1e9, norm_type).item() == pytest.approx(want)

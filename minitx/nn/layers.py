@@ -21,14 +21,14 @@ from ..errors import DeviceError, DTypeError, InputError, ShapeError
 from .module import Module, Parameter
 
 
-def _uniform(shape, bound, device="cpu"):
-    data = backend.rng("cpu").uniform(-bound, bound, size=shape).astype(DEFAULT_FLOAT)
-    return Parameter(data, device=device if device != "cpu" else None)
+def _uniform(shape, bound):
+    """A float32 CPU Parameter drawn from U(-bound, bound) (move the module with .to)."""
+    return Parameter(backend.rng("cpu").uniform(-bound, bound, size=shape).astype(DEFAULT_FLOAT))
 
 
-def _normal(shape, std, device="cpu"):
-    data = (backend.rng("cpu").standard_normal(shape) * std).astype(DEFAULT_FLOAT)
-    return Parameter(data, device=device if device != "cpu" else None)
+def _normal(shape, std):
+    """A float32 CPU Parameter drawn from N(0, std^2)."""
+    return Parameter((backend.rng("cpu").standard_normal(shape) * std).astype(DEFAULT_FLOAT))
 
 
 def as_array(x, name):

@@ -177,7 +177,7 @@ class Module:
     @property
     def device(self):
         """The device of the first parameter ('cpu' if there is none)."""
-        for p in self.parameters():
+        for _, p in self.named_parameters():     # stops at the first one
             return p.device
         return "cpu"
 

@@ -13,10 +13,10 @@ Typical loop::
 Every update runs in place on the parameters' own device (NumPy or CuPy).
 """
 from .adam import Adam, AdamW
-from .clip import clip_grad_norm_, clip_grad_value_
+from .clip import clip_grad_norm_, clip_grad_value_, grad_norm
 from .optimizer import Optimizer
 from .schedules import ConstantLR, LRScheduler, NoamLR, WarmupCosine, WarmupInverseSqrt
 from .sgd import SGD
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "clip_grad_value_",
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm_", "clip_grad_value_", "grad_norm",
            "LRScheduler", "ConstantLR", "WarmupCosine", "WarmupInverseSqrt", "NoamLR"]

@@ -1,6 +1,6 @@
-"""Gradient clipping: by global norm and by value, on device, without a host sync.
+"""The gradients' global norm, and clipping by it or by value, on device, without a host sync.
 
-Both functions give each clipped parameter a *new* gradient array
+Both clipping functions give each clipped parameter a *new* gradient array
 (``p.grad.data = ...``) instead of writing into the old one, because the engine
 may share one gradient array between several tensors.
 """
@@ -11,6 +11,26 @@ from ..errors import InputError
 def _with_grads(params):
     params = [params] if isinstance(params, Tensor) else list(params)
     return [p for p in params if p.grad is not None]
+
+
+def grad_norm(params, norm_type=2.0):
+    """The global ``norm_type``-norm of all gradients together, as a 0-d Tensor on their device.
+
+    ``params``: a Tensor or an iterable of Tensors (those without a gradient
+    are skipped); ``norm_type`` > 0, or ``float('inf')`` for max-abs.  Nothing
+    is read back to the host (``.item()`` does that).
+    """
+    norm_type = float(norm_type)
+    if not norm_type > 0.0:
+        raise InputError(f"invalid norm_type: {norm_type} (must be > 0 or inf)")
+    params = _with_grads(params)
+    if not params:
+        return Tensor(0.0)
+    xp = params[0].xp
+    norms = xp.empty(len(params), dtype=xp.result_type(*[p.grad.dtype for p in params]))
+    for i, p in enumerate(params):                 # one device write each: no host round trip
+        norms[i] = _norm(p.grad.data.ravel(), norm_type, xp)
+    return Tensor(_norm(norms, norm_type, xp))     # norm of per-tensor norms = global norm
 
 
 def clip_grad_norm_(params, max_norm, norm_type=2.0):
@@ -25,22 +45,15 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0):
     """
     if not max_norm >= 0.0:
         raise InputError(f"invalid max_norm: {max_norm} (must be >= 0)")
-    norm_type = float(norm_type)
-    if not norm_type > 0.0:
-        raise InputError(f"invalid norm_type: {norm_type} (must be > 0 or inf)")
-    params = _with_grads(params)
+    params = _with_grads(params)                   # a list: an iterator is read once
+    total = grad_norm(params, norm_type)
     if not params:
-        return Tensor(0.0)
-    xp = params[0].xp
-    norms = xp.empty(len(params), dtype=xp.result_type(*[p.grad.dtype for p in params]))
-    for i, p in enumerate(params):                 # one device write each: no host round trip
-        norms[i] = _norm(p.grad.data.ravel(), norm_type, xp)
-    total = _norm(norms, norm_type, xp)            # norm of per-tensor norms = global norm
-    coef = xp.minimum(1.0, max_norm / (total + 1e-6))
+        return total
+    coef = params[0].xp.minimum(1.0, max_norm / (total.data + 1e-6))
     for p in params:
         g = p.grad.data
         p.grad.data = g * coef.astype(g.dtype)
-    return Tensor(total)
+    return total
 
 
 def _norm(x, norm_type, xp):

@@ -31,7 +31,7 @@ def warmup_cosine_factor(step, warmup_steps, total_steps, min_lr_ratio=0.0):
     """Linear warmup 0 -> 1 over ``warmup_steps``, then half a cosine from 1 down to
     ``min_lr_ratio`` at ``total_steps``, then ``min_lr_ratio`` for ever."""
     if step < warmup_steps:
-        return step / warmup_steps
+        return warmup_factor(step, warmup_steps)
     if step >= total_steps:
         return min_lr_ratio
     progress = (step - warmup_steps) / (total_steps - warmup_steps)
@@ -41,7 +41,7 @@ def warmup_cosine_factor(step, warmup_steps, total_steps, min_lr_ratio=0.0):
 def warmup_inverse_sqrt_factor(step, warmup_steps):
     """Linear warmup 0 -> 1 over ``warmup_steps``, then ``sqrt(warmup_steps / step)``."""
     if step < warmup_steps:
-        return step / warmup_steps
+        return warmup_factor(step, warmup_steps)
     return math.sqrt(warmup_steps / step)
 
 

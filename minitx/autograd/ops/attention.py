@@ -12,6 +12,7 @@ from ... import backend
 from ...backend import matmul as mm
 from ..function import Function
 from . import gpu_kernels
+from .nn import softmax_rows_
 
 
 def _heads(x, B, N, H, E):
@@ -34,7 +35,7 @@ class ScaledDotProductAttention(Function):
         B, T, S, H, E = q.shape[0], q.shape[1], k.shape[1], heads, I // heads
         qh, kh, vh = _heads(q, B, T, H, E), _heads(k, B, S, H, E), _heads(v, B, S, H, E)
         s = mm(qh, kh.transpose(0, 1, 3, 2))               # (B, H, T, E) @ (B, H, E, S) -> (B, H, T, S)
-        s = _softmax_gpu(s, keep, scale) if xp is not backend.np else _softmax_cpu(s, keep, scale)
+        s = _softmax_gpu(s, keep, scale) if xp is not backend.np else softmax_rows_(s, keep, scale)
         p = s if dropout_mask is None else s * dropout_mask
         out = mm(p, vh)                                  # (B, H, T, S) @ (B, H, S, E) -> (B, H, T, E)
         self.qh, self.kh, self.vh, self.probs, self.p = qh, kh, vh, s, p
@@ -72,21 +73,6 @@ class ScaledDotProductAttention(Function):
             gkv[:, :, 1] = gv.transpose(0, 2, 1, 3)
             gkv = gkv.reshape(B, S, 2 * H * E)
         return gq_out, gkv
-
-
-def _softmax_cpu(s, keep, scale):
-    """softmax(s * scale) over the last axis where ``keep``, in place in the scores s."""
-    xp = backend.np
-    s *= scale
-    if keep is not None:
-        xp.copyto(s, xp.finfo(s.dtype).min, where=~keep)   # finite: no inf - inf = NaN
-    s -= s.max(axis=-1, keepdims=True)
-    xp.exp(s, out=s)
-    if keep is not None:
-        s *= keep                                         # rows with no key left become all zero
-    denom = s.sum(axis=-1, keepdims=True)
-    s /= xp.maximum(denom, xp.finfo(s.dtype).tiny)        # probabilities (B, H, T, S)
-    return s
 
 
 def _softmax_gpu(s, keep, scale):

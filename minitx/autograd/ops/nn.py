@@ -70,17 +70,33 @@ class MaskedSoftmax(Function):
     saves_inputs = False
 
     def forward(self, x, mask):
-        xp = self.xp
-        x = xp.where(mask, x, _min_value(x.dtype, xp))   # never -inf: no inf - inf = NaN
-        e = xp.exp(x - x.max(axis=-1, keepdims=True))
-        e *= mask                                        # fully masked rows become all zero
-        s = e.sum(axis=-1, keepdims=True)
-        self.y = e / xp.maximum(s, xp.finfo(x.dtype).tiny)
+        self.y = softmax_rows_(x.copy(), keep=mask)
         return self.y
 
     def backward(self, g):
         y = self.y                                       # softmax rule; y = 0 where masked
         return (y * (g - (g * y).sum(axis=-1, keepdims=True)),)
+
+
+def softmax_rows_(s, keep=None, scale=None):
+    """softmax(s * scale) over the last axis of ``s``, in place, where ``keep`` allows.
+
+    ``keep``: a boolean array broadcastable to ``s`` (True = keep) or None.
+    Masked entries get probability 0 (their scores become the dtype's most
+    negative finite value first, so no inf - inf = NaN); a row with nothing
+    kept becomes all zeros.  Shared by ``MaskedSoftmax`` and attention's CPU path.
+    """
+    xp = backend.get_array_module(s)
+    if scale is not None:
+        s *= scale
+    if keep is not None:
+        xp.copyto(s, _min_value(s.dtype, xp), where=~keep)
+    s -= s.max(axis=-1, keepdims=True)
+    xp.exp(s, out=s)
+    if keep is not None:
+        s *= keep
+    s /= xp.maximum(s.sum(axis=-1, keepdims=True), xp.finfo(s.dtype).tiny)
+    return s
 
 
 class EmbeddingLookup(Function):
@@ -283,9 +299,9 @@ def masked_softmax(x, mask):
     ``mask`` is a boolean array broadcastable to ``x``.  Fully masked rows give
     zeros.
     """
+    from .elementwise import _check_bool
     mask = mask.data if isinstance(mask, Tensor) else mask
-    if getattr(mask, "dtype", None) is None or mask.dtype.kind != "b":
-        raise DTypeError(f"masked_softmax: mask must be boolean (True = keep), got {getattr(mask, 'dtype', type(mask))}")
+    _check_bool("masked_softmax", "mask", mask, x)
     return MaskedSoftmax.apply(x, mask=mask)
 
 
