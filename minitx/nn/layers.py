@@ -201,8 +201,7 @@ class AbsolutePositionalEmbedding(Module):
         if offset + length > self.max_seq_len:
             raise ShapeError(f"sequence of length {offset + length} is longer than max_seq_len "
                              f"{self.max_seq_len}; build the model with a larger max_seq_len")
-        pos = self.emb.weight.xp.arange(offset, offset + length)
-        return self.emb(pos) * self.scale
+        return self.emb.weight[offset:offset + length] * self.scale   # rows of the table, (length, dim)
 
 
 class SinusoidalPositionalEmbedding(Module):

@@ -138,11 +138,20 @@ class GetItem(Function):
 
     def backward(self, g):
         grad = self.xp.zeros(self.shape, dtype=g.dtype)
-        backend.scatter_add(grad, self.index, g)          # repeated indices add up
+        if _is_basic(self.index):
+            grad[self.index] = g                          # slices and ints: no slot repeats
+        else:
+            backend.scatter_add(grad, self.index, g)      # repeated indices add up
         return (grad,)
 
     def backward_graph(self, g):
         return (ScatterAdd.apply(g, shape=self.shape, index=self.index),)
+
+
+def _is_basic(index):
+    """True for an index of slices, ints, None and Ellipsis only (each slot picked at most once)."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, (slice, int)) for p in parts)
 
 
 class ScatterAdd(Function):
