@@ -202,12 +202,13 @@ def test_capture_bookkeeping_counts_each_step_once(monkeypatch):
         return loss
 
     captured = CapturedStep(step, optimizers=[opt], warmup=2)
+    _FakeCuPy._Graph.launches = 0
     for k in range(6):
         opt.param_groups[0]["lr"] = 0.1 / (k + 1)
         captured(np.full(3, float(k)))
         if k >= 2:                                       # recorded at k = 2, replayed after
             assert list(opt._flats[0].hyper) == [pytest.approx(0.1 / (k + 1)), k + 1]
         assert opt.state[id(p)]["step"] == k + 1
-    assert captured.calls == 6
+    assert captured.calls == 6 and _FakeCuPy._Graph.launches == 4   # the recorded call + 3 replays
     with pytest.raises(minitx.ShapeError, match="pad every batch to one shape"):
         captured(np.ones(4))

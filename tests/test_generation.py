@@ -57,7 +57,10 @@ def test_cached_logits_equal_full_forward(device):
 def test_generate_restores_training_mode_and_records_no_graph(device):
     model = model_on(device)
     model.train()
+    recorded = []
+    model.decoder.net.to_logits.register_forward_hook(lambda m, args, out: recorded.append(out.requires_grad))
     out = model.generate(np.zeros((2, 3), int), np.ones((2, 1), int), 4, temperature=0.0)
+    assert recorded and not any(recorded)                # every decoding step ran without a graph
     assert model.training and all(m.training for m in model.modules())
     model.eval()
     model.generate(np.zeros((2, 3), int), np.ones((2, 1), int), 4, temperature=0.0)
@@ -95,6 +98,11 @@ def test_sampling_is_seeded_and_respects_top_k(device):
     greedy = minitx.backend.to_numpy(model.generate(src, start, 6, temperature=0.0))
     k1 = minitx.backend.to_numpy(model.generate(src, start, 6, temperature=1.0, top_k=1))
     np.testing.assert_array_equal(k1, greedy)            # top_k=1 is greedy
+    assert (a != greedy).any()                           # temperature 1 really samples
+    logits = np.log(np.array([[0.4, 0.3, 0.2, 0.1]]))
+    minitx.manual_seed(0)
+    draws = {int(nn.sample(logits, 1.0, top_k=2)[0]) for _ in range(200)}
+    assert draws == {0, 1}                               # only the two largest logits survive top_k=2
 
 
 def test_top_p_keeps_the_smallest_nucleus():

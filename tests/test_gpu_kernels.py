@@ -31,6 +31,7 @@ def on_both(fn, inputs, dtype, upstream_seed=0):
         ts = [minitx.tensor(a.astype(dtype) if a.dtype.kind == "f" else a, device=device,
                             requires_grad=a.dtype.kind == "f") for a in inputs]
         out = fn(*ts)
+        assert minitx.backend.device_of(out.data) == device         # the GPU run really ran there
         up = np.random.default_rng(upstream_seed).standard_normal(out.shape).astype(dtype)
         (out * minitx.tensor(up, device=device)).sum().backward()
         results.append((out.numpy(), [t.grad.numpy() for t in ts if t.requires_grad]))
@@ -151,6 +152,7 @@ def test_flat_adam_kernel_matches_numpy(cls, dtype):
         moment = minitx.backend.to_numpy(opt.state[id(ps[0])]["exp_avg_sq"])
         finals.append([p.numpy() for p in ps] + [moment])
         assert all(opt.state[id(p)]["step"] == 4 for p in ps)
+        assert opt._flats                                   # the flat (fused-kernel) path ran
     for c, g in zip(*finals):
         np.testing.assert_allclose(g, c, **TOL[dtype])
 

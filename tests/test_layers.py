@@ -67,9 +67,10 @@ def test_layer_norm_gradcheck(device, dim, bias, random_affine, lead, data):
     gradcheck(lambda x, *ps: ln(x), x, *ln.parameters())
 
 
-@given(st.integers(1, 5), st.booleans(), shapes(min_dims=0, max_dims=2, max_side=3), st.data())
-def test_layer_norm_matches_numpy(device, dim, bias, lead, data):
-    ln = LayerNorm(dim, bias=bias, eps=1e-5)
+@given(st.integers(1, 5), st.booleans(), shapes(min_dims=0, max_dims=2, max_side=3),
+       st.sampled_from([1e-5, 1e-2, 1.0]), st.data())
+def test_layer_norm_matches_numpy(device, dim, bias, lead, eps, data):
+    ln = LayerNorm(dim, bias=bias, eps=eps)
     ln.weight.data = data.draw(arrays((dim,))).astype(np.float32)
     if bias:
         ln.bias.data = data.draw(arrays((dim,))).astype(np.float32)
@@ -77,7 +78,7 @@ def test_layer_norm_matches_numpy(device, dim, bias, lead, data):
     x = data.draw(arrays(lead + (dim,)))
     mu = x.mean(-1, keepdims=True)
     var = ((x - mu) ** 2).mean(-1, keepdims=True)
-    expected = (x - mu) / np.sqrt(var + 1e-5) * ln.weight.numpy() + (ln.bias.numpy() if bias else 0.0)
+    expected = (x - mu) / np.sqrt(var + eps) * ln.weight.numpy() + (ln.bias.numpy() if bias else 0.0)
     np.testing.assert_allclose(ln(leaf(x, device)).numpy(), expected, rtol=1e-10, atol=1e-10)
 
 
@@ -112,9 +113,12 @@ def test_feed_forward_matches_numpy(device, dim, bias, approximate, data):
 
 def test_feed_forward_dropout_only_in_training(device):
     ff = FeedForward(4, dropout=0.5).to(device)
+    plain = FeedForward(4, dropout=0.0).to(device)
+    plain.load_state_dict(ff.state_dict())
     x = minitx.randn(3, 4, device=device)
     ff.eval()
     np.testing.assert_array_equal(ff(x).numpy(), ff(x).numpy())
+    np.testing.assert_array_equal(ff(x).numpy(), plain(x).numpy())     # eval: no dropout at all
     ff.train()
     assert not np.array_equal(ff(x).numpy(), ff(x).numpy())
 

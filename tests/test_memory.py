@@ -40,15 +40,18 @@ def test_memory_does_not_grow_over_many_steps(device):
     for _ in range(10):                             # warm-up: optimizer state, caches
         step(model, opt, g)
     gc.collect()
-    tracemalloc.start()
+    pool = minitx.backend.array_module("gpu").get_default_memory_pool() if device == "gpu" else None
+    tracemalloc.start()                             # host memory; the GPU pool is read separately
     try:
         step(model, opt, g)
         gc.collect()
-        first = tracemalloc.get_traced_memory()[0]
+        first, first_gpu = tracemalloc.get_traced_memory()[0], pool and pool.used_bytes()
         for _ in range(60):
             step(model, opt, g)
         gc.collect()
-        last = tracemalloc.get_traced_memory()[0]
+        last, last_gpu = tracemalloc.get_traced_memory()[0], pool and pool.used_bytes()
     finally:
         tracemalloc.stop()
     assert last - first < 64 * 1024, f"memory grew by {last - first} bytes over 60 steps"
+    if pool is not None:
+        assert last_gpu - first_gpu < 64 * 1024, f"GPU memory grew by {last_gpu - first_gpu} bytes"

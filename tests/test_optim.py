@@ -85,13 +85,14 @@ def test_adam_worked_example(device):
 
 
 @given(problems(), st.sampled_from([Adam, AdamW]), st.floats(1e-4, 0.5),
-       st.tuples(st.floats(0.0, 0.99), st.floats(0.0, 0.999)), st.sampled_from([0.0, 0.1]))
-def test_adam_matches_reference(device, problem, cls, lr, betas, wd):
+       st.tuples(st.floats(0.0, 0.99), st.floats(0.0, 0.999)), st.sampled_from([0.0, 0.1]),
+       st.sampled_from([1e-8, 1e-3, 0.1]))
+def test_adam_matches_reference(device, problem, cls, lr, betas, wd, eps):
     p0, grads = problem
     p = param(p0, device)
-    opt = cls([p], lr=lr, betas=betas, weight_decay=wd)
+    opt = cls([p], lr=lr, betas=betas, eps=eps, weight_decay=wd)
     run_steps(opt, [p], [[g] for g in grads])
-    expected = ref_adam(p0, grads, lr, betas, 1e-8, wd, decoupled=cls is AdamW)
+    expected = ref_adam(p0, grads, lr, betas, eps, wd, decoupled=cls is AdamW)
     np.testing.assert_allclose(p.numpy(), expected, rtol=1e-9, atol=1e-12)
 
 
@@ -297,6 +298,8 @@ def test_clip_grad_norm_property(device, grads, max_norm, norm_type):
     assert total.item() == pytest.approx(np.linalg.norm(flat, norm_type), rel=1e-9)
     after = np.concatenate([p.grad.numpy().ravel() for p in params])
     assert np.linalg.norm(after, norm_type) <= max_norm * (1 + 1e-9)
+    coef = min(1.0, max_norm / (np.linalg.norm(flat, norm_type) + 1e-6))
+    np.testing.assert_allclose(after, flat * coef, rtol=1e-9, atol=1e-300)   # one common scale
 
 
 def test_clip_grad_value(device):

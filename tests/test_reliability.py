@@ -200,9 +200,11 @@ def test_model_rejects_bad_inputs(model, src, tgt, mask, err, fragment):
 
 
 def test_model_accepts_other_integer_dtypes_and_lists(model):
+    want = model(SRC.astype(np.int64), TGT.astype(np.int64), mask=MASK).item()
+    assert np.isfinite(want)
     for cast in (np.int32, np.uint8, np.int16):
-        assert np.isfinite(model(SRC.astype(cast), TGT.astype(cast), mask=MASK).item())
-    assert np.isfinite(model(SRC.tolist(), TGT.tolist(), mask=MASK.tolist()).item())
+        assert model(SRC.astype(cast), TGT.astype(cast), mask=MASK).item() == want
+    assert model(SRC.tolist(), TGT.tolist(), mask=MASK.tolist()).item() == want
 
 
 @pytest.mark.parametrize("kwargs, fragment", [

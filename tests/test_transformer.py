@@ -127,6 +127,7 @@ def test_cross_attention_token_dropout_keeps_only_real_tokens(device):
     assert new_mask.sum(1).tolist() == [2, 3]           # ceil(3 * .5), ceil(6 * .5)
     assert set(kept[0][new_mask[0]]) <= {0.0, 1.0, 2.0}  # never a padded token
     assert len(set(kept[1])) == 3
+    assert set(kept[1]) <= set(range(6, 12))            # row 1 keeps its own tokens
 
 
 def test_cross_attention_token_dropout_only_in_training(device):
