@@ -10,6 +10,7 @@ builds the masks and keeps the cache.
 """
 from .. import backend
 from ..autograd import ops
+from ..autograd.ops.nn import dropout_mask
 from ..autograd.tensor import Tensor
 from ..errors import DTypeError, InputError, ShapeError
 from .layers import Linear, check_input
@@ -120,9 +121,7 @@ class Attention(Module):
         keep = self._keep_mask(x.xp, x.device, B, T, S, is_cross, mask, context_mask, attn_mask)
         drop = None
         if self.training and self.dropout > 0:
-            gen = backend.rng(x.device)
-            drop = (gen.random((B, self.heads, T, S), dtype=x.xp.float32) >= self.dropout)
-            drop = drop.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.dropout))
+            drop = dropout_mask((B, self.heads, T, S), self.dropout, x.device, x.dtype)   # on the probabilities
         out = ops.scaled_dot_product_attention(*inputs, heads=self.heads, scale=self.scale,
                                                keep=keep, dropout_mask=drop)    # (B, T, H*E)
         return self.to_out(out)

@@ -328,10 +328,14 @@ def dropout(x, p=0.5, training=True):
         raise InputError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0.0:
         return x
-    gen = backend.rng(x.device)
-    keep = gen.random(x.shape, dtype=x.xp.float32) >= p
-    mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - p))
-    return Dropout.apply(x, mask=mask)
+    return Dropout.apply(x, mask=dropout_mask(x.shape, p, x.device, x.dtype))
+
+
+def dropout_mask(shape, p, device, dtype):
+    """An array of ``shape`` holding 0 (probability ``p``) or 1/(1-p), drawn from ``device``'s generator."""
+    xp = backend.array_module(device)
+    keep = backend.rng(device).random(shape, dtype=xp.float32) >= p
+    return keep.astype(dtype) * xp.dtype(dtype).type(1.0 / (1.0 - p))
 
 
 def layer_norm(x, weight, bias=None, eps=1e-5):
