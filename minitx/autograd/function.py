@@ -77,7 +77,8 @@ class Function:
 
     Attributes set by ``apply`` on a recorded node:
       inputs      the input Tensors (edges of the graph, towards the leaves)
-      needs_grad  per input, whether it requires a gradient
+      needs_grad  per input, whether it requires a gradient (None while
+                  ``forward`` runs on a node that is not recorded)
       versions    per input, its version counter when forward ran
       xp          numpy or cupy, taken from the inputs
     """
@@ -87,6 +88,7 @@ class Function:
     output_is_view = False  # True when the output may share memory with input 0 (reshape ...)
 
     inputs = ()
+    needs_grad = None
     freed = False
     output_hooks = None  # set by Tensor.register_hook / retain_grad on this node's output (hooks.py)
 

@@ -2,8 +2,8 @@
 
 Each op keeps what its backward needs; on the CPU, GELU runs its ~25 NumPy
 passes block by block so the temporaries stay in the CPU cache
-(``backend.cache_blocks``); on the GPU it is one fused kernel each way
-(``gpu_kernels.gelu_forward`` / ``gelu_backward``).
+(``backend.cache_blocks``) and keeps its derivative for backward; on the GPU
+it is one fused kernel each way (``gpu_kernels.gelu_forward`` / ``gelu_backward``).
 """
 import math
 
@@ -11,7 +11,7 @@ from ... import backend
 from ...errors import InputError
 from ..function import Function
 from . import gpu_kernels
-from .special import erf
+from .special import erf, normal_cdf_pdf_float32_
 
 
 class Tanh(Function):
@@ -71,44 +71,60 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
 class Gelu(Function):
-    """GELU: ``x * Phi(x)`` with the exact erf form, or the tanh approximation."""
+    """GELU: ``x * Phi(x)`` with the exact erf form, or the tanh approximation.
+
+    The exact form computes its derivative ``Phi(x) + x phi(x)`` in the forward
+    pass, from the same exp as Phi, and keeps only that array: backward is one
+    multiply.  On the CPU in float32 the passes run block by block in the cache.
+    """
 
     def forward(self, x, approximate="none"):
-        self.x, self.approximate = x, approximate
+        self.approximate = approximate
         if approximate == "tanh":
+            self.x = x
             self.t = self.xp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
             return 0.5 * x * (1 + self.t)
         if self.xp is not backend.np:
+            self.x = x
             return gpu_kernels.gelu_forward()(x)            # one kernel; backward recomputes Phi
+        if x.dtype == backend.np.float32:
+            return self._forward_float32(x)
+        cdf = 0.5 * (1.0 + erf(x * (1.0 / _SQRT_2)))        # Phi(x) = (1 + erf(x / sqrt 2)) / 2
+        if self.needs_grad is not None:
+            self.deriv = cdf + x * backend.np.exp(-0.5 * x * x) * _INV_SQRT_2PI   # Phi + x phi
+        return x * cdf
+
+    def _forward_float32(self, x):
+        """y = x Phi(x) (and the derivative, when recorded), block by block (NumPy float32)."""
+        np = backend.np
         flat = x.reshape(-1)
-        cdf, y = self.xp.empty_like(flat), self.xp.empty_like(flat)
-        for b in backend.cache_blocks(flat.size, self.xp):
-            c = erf(flat[b] * (1.0 / _SQRT_2), out=cdf[b])    # Phi(x) = (1 + erf(x / sqrt 2)) / 2
-            c += 1.0
-            c *= 0.5
-            self.xp.multiply(flat[b], c, out=y[b])            # x Phi(x)
-        self.cdf = cdf
+        y = np.empty_like(flat)
+        record = self.needs_grad is not None
+        deriv = np.empty_like(flat) if record else None
+        blocks = backend.cache_blocks(flat.size, np)
+        cdf = np.empty_like(flat[blocks[0]])                # scratch, one block
+        pdf = cdf.copy() if not record else None
+        for b in blocks:
+            n = flat[b].size                               # the last block may be shorter
+            c, p = normal_cdf_pdf_float32_(flat[b], cdf[:n], deriv[b] if record else pdf[:n],
+                                           scratch=y[b].view(np.int32))   # y is written last
+            np.multiply(flat[b], c, out=y[b])             # x Phi(x)
+            if record:
+                p *= flat[b]
+                p += c                                    # Phi(x) + x phi(x), in deriv
+        if record:
+            self.deriv = deriv.reshape(x.shape)
         return y.reshape(x.shape)
 
     def backward(self, g):
-        x = self.x
         if self.approximate == "tanh":
             # d/dx 0.5 x (1 + t) = 0.5 (1 + t) + 0.5 x (1 - t^2) u',  u' = c (1 + 3 * 0.044715 x^2)
+            x = self.x
             du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
             return (g * (0.5 * (1 + self.t) + 0.5 * x * (1 - self.t * self.t) * du),)
         if self.xp is not backend.np:
-            return (gpu_kernels.gelu_backward()(x, g),)
-        flat, gf = x.reshape(-1), g.reshape(-1)
-        out = self.xp.empty_like(flat)
-        for b in backend.cache_blocks(flat.size, self.xp):
-            d = self.xp.multiply(flat[b], flat[b], out=out[b])  # d x Phi(x) = Phi + x phi, in place:
-            d *= -0.5
-            self.xp.exp(d, out=d)
-            d *= _INV_SQRT_2PI                                # phi(x)
-            d *= flat[b]
-            d += self.cdf[b]
-            d *= gf[b]
-        return (out.reshape(x.shape),)
+            return (gpu_kernels.gelu_backward()(self.x, g),)
+        return (g * self.deriv,)
 
 
 def tanh(x):

@@ -12,7 +12,7 @@ from ... import backend
 from ...backend import matmul as mm
 from ..function import Function
 from . import gpu_kernels
-from .nn import softmax_rows_
+from .nn import row_dot, softmax_rows_
 
 
 def _heads(x, B, N, H, E):
@@ -37,16 +37,28 @@ class ScaledDotProductAttention(Function):
         s = mm(qh, kh.transpose(0, 1, 3, 2))               # (B, H, T, E) @ (B, H, E, S) -> (B, H, T, S)
         s = _softmax_gpu(s, keep, scale) if xp is not backend.np else softmax_rows_(s, keep, scale)
         p = s if dropout_mask is None else s * dropout_mask
-        out = mm(p, vh)                                  # (B, H, T, S) @ (B, H, S, E) -> (B, H, T, E)
+        out = xp.empty((B, T, H, E), dtype=s.dtype)       # heads merged by writing through a view
+        _mm_into(p, vh, _heads(out, B, T, H, E))          # (B, H, T, S) @ (B, H, S, E) -> (B, H, T, E)
         self.qh, self.kh, self.vh, self.probs, self.p = qh, kh, vh, s, p
         self.dropout_mask, self.scale, self.shape = dropout_mask, scale, (B, T, S, H, E)
-        return out.transpose(0, 2, 1, 3).reshape(B, T, I)   # (B, T, H*E)
+        return out.reshape(B, T, I)                       # (B, T, H*E), no copy
 
     def backward(self, g):
         xp = self.xp
         B, T, S, H, E = self.shape
+        # The gradients are written straight into their packed layouts through (B, H, N, E) views.
+        if len(self.inputs) == 1:
+            grads = (xp.empty((B, T, 3, H, E), dtype=g.dtype),)   # (B, T, 3I): dq, dk, dv
+            dq, dk, dv = (_heads(grads[0][:, :, i], B, T, H, E) for i in range(3))
+        else:
+            gq = xp.empty((B, T, H, E), dtype=g.dtype) if self.needs_grad[0] else None
+            gkv = xp.empty((B, S, 2, H, E), dtype=g.dtype) if self.needs_grad[1] else None
+            grads = (gq, gkv)
+            dq = None if gq is None else _heads(gq, B, T, H, E)
+            dk, dv = (None, None) if gkv is None else (_heads(gkv[:, :, i], B, S, H, E) for i in range(2))
         gh = _heads(g, B, T, H, E)                        # (B, H, T, E)
-        gv = mm(self.p.transpose(0, 1, 3, 2), gh)          # (B, H, S, T) @ (B, H, T, E): dL/dv = p^T g
+        if dv is not None:
+            _mm_into(self.p.transpose(0, 1, 3, 2), gh, dv)   # (B, H, S, T) @ (B, H, T, E): dL/dv = p^T g
         dp = mm(gh, self.vh.transpose(0, 1, 3, 2))          # (B, H, T, E) @ (B, H, E, S): dL/dp = g v^T
         if self.dropout_mask is not None:
             dp *= self.dropout_mask
@@ -55,24 +67,22 @@ class ScaledDotProductAttention(Function):
             dot = gpu_kernels.sum_of_product()(dp, probs, axis=-1, keepdims=True)
             dp = gpu_kernels.softmax_backward()(dp, probs, dot, self.scale)
         else:
-            dp -= (dp * probs).sum(axis=-1, keepdims=True)
+            dp -= row_dot(dp, probs)
             dp *= probs
             dp *= self.scale                              # scores were q k^T * scale
-        gq = mm(dp, self.kh)                              # (B, H, T, S) @ (B, H, S, E)
-        gk = mm(dp.transpose(0, 1, 3, 2), self.qh)          # (B, H, S, T) @ (B, H, T, E)
-        if len(self.inputs) == 1:                         # pack into (B, T, 3, H, E) = (B, T, 3I)
-            out = xp.empty((B, T, 3, H, E), dtype=g.dtype)
-            for i, part in enumerate((gq, gk, gv)):
-                out[:, :, i] = part.transpose(0, 2, 1, 3)
-            return (out.reshape(B, T, 3 * H * E),)
-        gq_out = gq.transpose(0, 2, 1, 3).reshape(B, T, H * E) if self.needs_grad[0] else None
-        gkv = None
-        if self.needs_grad[1]:
-            gkv = xp.empty((B, S, 2, H, E), dtype=g.dtype)
-            gkv[:, :, 0] = gk.transpose(0, 2, 1, 3)
-            gkv[:, :, 1] = gv.transpose(0, 2, 1, 3)
-            gkv = gkv.reshape(B, S, 2 * H * E)
-        return gq_out, gkv
+        if dq is not None:
+            _mm_into(dp, self.kh, dq)                     # (B, H, T, S) @ (B, H, S, E)
+        if dk is not None:
+            _mm_into(dp.transpose(0, 1, 3, 2), self.qh, dk)   # (B, H, S, T) @ (B, H, T, E)
+        return tuple(None if a is None else a.reshape(a.shape[0], a.shape[1], -1) for a in grads)
+
+
+def _mm_into(a, b, out):
+    """``out[...] = a @ b``; on the CPU NumPy writes the product into the (strided) view directly."""
+    if backend.is_gpu_array(a):
+        out[...] = mm(a, b)
+    else:
+        backend.np.matmul(a, b, out=out)
 
 
 def _softmax_gpu(s, keep, scale):

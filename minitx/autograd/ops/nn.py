@@ -87,16 +87,58 @@ def softmax_rows_(s, keep=None, scale=None):
     kept becomes all zeros.  Shared by ``MaskedSoftmax`` and attention's CPU path.
     """
     xp = backend.get_array_module(s)
+    lowest = _min_value(s.dtype, xp)
     if scale is not None:
         s *= scale
     if keep is not None:
-        xp.copyto(s, _min_value(s.dtype, xp), where=~keep)
-    s -= s.max(axis=-1, keepdims=True)
-    xp.exp(s, out=s)
-    if keep is not None:
-        s *= keep
-    s /= xp.maximum(s.sum(axis=-1, keepdims=True), xp.finfo(s.dtype).tiny)
+        xp.copyto(s, lowest, where=~keep)
+    m = row_max(s)                                       # (..., 1)
+    s -= m
+    xp.exp(s, out=s)                                     # masked entries: exp(lowest - m) = 0
+    total = row_sum(s)                                   # >= 1: the max entry gave exp(0)
+    if keep is not None:                                 # nothing kept: m = lowest; 1 / inf = 0
+        total = xp.where(m == lowest, xp.inf, total)
+    s *= xp.reciprocal(total, out=total)
     return s
+
+
+# Row reductions over the last axis of a C-contiguous array, shaped (..., 1).  NumPy reduces
+# many short rows slowly (a loop per row), so on the CPU these take a faster route.
+
+def row_sum(s):
+    """Sum over the last axis, (..., 1): one matrix-vector product with ones (BLAS) on the CPU."""
+    xp = backend.get_array_module(s)
+    if xp is not backend.np:
+        return s.sum(axis=-1, keepdims=True)
+    ones = xp.ones(s.shape[-1], dtype=s.dtype)
+    return (s.reshape(-1, s.shape[-1]) @ ones).reshape(s.shape[:-1] + (1,))   # (R, S) @ (S,) -> (R,)
+
+
+def row_max(s):
+    """Max over the last axis, (..., 1); NaN propagates.
+
+    On the CPU a row of at most 64 is reduced column by column: each
+    ``maximum`` spans every row at once.
+    """
+    xp = backend.get_array_module(s)
+    S = s.shape[-1]
+    if xp is not backend.np or S > 64 or S == 0 or s.size == 0:
+        return s.max(axis=-1, keepdims=True)
+    cols = s.reshape(-1, S)                              # (R, S)
+    m = cols[:, 0].copy()
+    for j in range(1, S):
+        xp.maximum(m, cols[:, j], out=m)
+    return m.reshape(s.shape[:-1] + (1,))
+
+
+def row_dot(a, b):
+    """Sum over the last axis of ``a * b``, (..., 1), without the product array on the CPU."""
+    xp = backend.get_array_module(a)
+    if xp is not backend.np:
+        return (a * b).sum(axis=-1, keepdims=True)
+    S = a.shape[-1]
+    dot = xp.einsum("rs,rs->r", a.reshape(-1, S), b.reshape(-1, S))   # (R,)
+    return dot.reshape(a.shape[:-1] + (1,))
 
 
 class EmbeddingLookup(Function):
