@@ -82,3 +82,15 @@ def test_fully_masked_query_gives_zeros_and_zero_gradient(device):
     (out * 1e3).sum().backward()
     assert np.isfinite(ins[0].grad.numpy()).all()
     assert (ins[0].grad.numpy()[0, 1, :2] == 0).all()   # the masked query's q gets no gradient
+
+
+@given(problems().filter(lambda pr: pr["kv"] is not None), st.sampled_from(["q", "kv"]))
+def test_cross_attention_with_one_input_needing_gradients(device, pr, which):
+    """Backward skips the gradient nobody asked for and still gets the other one right."""
+    fn, ins = run(pr, device)
+    q, kv = ins
+    (kv if which == "q" else q).requires_grad = False
+    minitx.gradcheck(fn, q, kv)
+    out = fn(q, kv)
+    out.sum().backward()
+    assert (q.grad is None) == (which == "kv") and (kv.grad is None) == (which == "q")

@@ -182,6 +182,26 @@ def test_gelu_float32_dense_sweep(device):
     _assert_float32_accurate(y, a)
 
 
+@pytest.mark.parametrize("block", [7, 1000, 1 << 16])
+def test_gelu_float32_derivative_in_blocks(block):
+    """The float32 CPU path: values and the derivative kept for backward, in blocks of any size."""
+    a = np.linspace(-8, 8, 4001, dtype=np.float32)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(minitx.backend, "CACHE_BLOCK", block)
+        x = minitx.tensor(a, requires_grad=True)
+        y = minitx.gelu(x)
+        y.sum().backward()
+        with minitx.no_grad():
+            y_no_grad = minitx.gelu(minitx.tensor(a)).numpy()
+    _assert_float32_accurate(y.numpy(), a)
+    np.testing.assert_array_equal(y_no_grad, y.numpy())
+    ad = a.astype(np.float64)
+    cdf = np.array([0.5 * math.erfc(-v / math.sqrt(2.0)) for v in ad])
+    deriv = cdf + ad * np.exp(-0.5 * ad * ad) / math.sqrt(2.0 * math.pi)     # Phi + x phi
+    assert x.grad.dtype == np.float32
+    assert np.abs(x.grad.numpy() - deriv).max() <= 1e-6
+
+
 def test_gelu_tanh_formula(T):
     a = np.linspace(-6, 6, 101)
     ref = 0.5 * a * (1 + np.tanh(math.sqrt(2 / math.pi) * (a + 0.044715 * a ** 3)))

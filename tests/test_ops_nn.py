@@ -270,3 +270,25 @@ def test_cross_entropy_of_confident_correct_logits_is_small(T):
     x = T([[20.0, 0.0, 0.0], [0.0, 0.0, 1e4]])
     loss = minitx.cross_entropy(x, minitx.tensor(np.array([0, 2]), device=x.device))
     assert 0 <= loss.item() < 1e-8
+
+
+# ------------------------------------------------------- row reductions (CPU fast paths)
+@given(data=st.data(), S=st.integers(0, 80))          # crosses the column-loop limit of 64
+def test_row_reductions_equal_numpy(data, S):
+    from minitx.autograd.ops.nn import row_dot, row_max, row_sum
+    lead = data.draw(st.lists(st.integers(0, 3), min_size=1, max_size=3).map(tuple))
+    a = data.draw(arrays(lead + (S,)))
+    b = data.draw(arrays(lead + (S,)))
+    np.testing.assert_allclose(row_sum(a), a.sum(axis=-1, keepdims=True), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(row_dot(a, b), (a * b).sum(axis=-1, keepdims=True), rtol=1e-12, atol=1e-12)
+    if S > 0:
+        np.testing.assert_array_equal(row_max(a), a.max(axis=-1, keepdims=True))
+
+
+@pytest.mark.parametrize("S", [5, 100])
+def test_row_max_propagates_nan(S):
+    from minitx.autograd.ops.nn import row_max
+    a = np.zeros((3, S))
+    a[1, S // 2] = np.nan
+    m = row_max(a)
+    assert np.isnan(m[1, 0]) and (m[[0, 2]] == 0).all()

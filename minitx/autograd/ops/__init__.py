@@ -1,7 +1,7 @@
 """Every differentiable op, as a plain function of Tensors.
 
 Each family lives in its own file (elementwise, activations, reduce, shape, linalg,
-nn, attention); a
+nn, norm, attention); a
 file holds the ``Function`` subclasses and, below them, these wrappers.
 """
 from .activations import gelu, relu, sigmoid, tanh
@@ -9,8 +9,8 @@ from .attention import scaled_dot_product_attention
 from .elementwise import (add, astype, clone, div, exp, log, masked_fill, mul, neg, pow, sqrt,
                           sub, where)
 from .linalg import linear, matmul
-from .nn import (cross_entropy, dropout, embedding, layer_norm, log_softmax,
-                 masked_softmax, softmax)
+from .nn import cross_entropy, dropout, embedding, log_softmax, masked_softmax, softmax
+from .norm import layer_norm
 from .reduce import logsumexp, max, mean, sum
 from .shape import (concat, expand, getitem, permute, reshape, squeeze, stack,
                     transpose, unsqueeze)

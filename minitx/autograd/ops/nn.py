@@ -1,11 +1,13 @@
 """Neural-network ops, each fused into one node with its forward and backward
 side by side: softmax, log_softmax, masked softmax (attention), embedding
-lookup, dropout, layer norm and cross-entropy.
+lookup, dropout and cross-entropy (layer norm: ``norm.py``).
 
 Fusing keeps the graph small (one node instead of five to ten) and lets the
 backward use closed forms (``softmax' = y * (g - sum(g * y))``) instead of
 chaining many small gradients.
 """
+import math
+
 from ... import backend
 from ...errors import DTypeError, InputError, ShapeError
 from ..function import Function
@@ -105,13 +107,18 @@ def softmax_rows_(s, keep=None, scale=None):
 # Row reductions over the last axis of a C-contiguous array, shaped (..., 1).  NumPy reduces
 # many short rows slowly (a loop per row), so on the CPU these take a faster route.
 
+def _rows(s):
+    """(..., S) -> (R, S) with R the product of the leading axes (a view when contiguous)."""
+    return s.reshape(math.prod(s.shape[:-1]), s.shape[-1])
+
+
 def row_sum(s):
     """Sum over the last axis, (..., 1): one matrix-vector product with ones (BLAS) on the CPU."""
     xp = backend.get_array_module(s)
     if xp is not backend.np:
         return s.sum(axis=-1, keepdims=True)
     ones = xp.ones(s.shape[-1], dtype=s.dtype)
-    return (s.reshape(-1, s.shape[-1]) @ ones).reshape(s.shape[:-1] + (1,))   # (R, S) @ (S,) -> (R,)
+    return (_rows(s) @ ones).reshape(s.shape[:-1] + (1,))     # (R, S) @ (S,) -> (R,)
 
 
 def row_max(s):
@@ -124,7 +131,7 @@ def row_max(s):
     S = s.shape[-1]
     if xp is not backend.np or S > 64 or S == 0 or s.size == 0:
         return s.max(axis=-1, keepdims=True)
-    cols = s.reshape(-1, S)                              # (R, S)
+    cols = _rows(s)                                      # (R, S)
     m = cols[:, 0].copy()
     for j in range(1, S):
         xp.maximum(m, cols[:, j], out=m)
@@ -136,8 +143,7 @@ def row_dot(a, b):
     xp = backend.get_array_module(a)
     if xp is not backend.np:
         return (a * b).sum(axis=-1, keepdims=True)
-    S = a.shape[-1]
-    dot = xp.einsum("rs,rs->r", a.reshape(-1, S), b.reshape(-1, S))   # (R,)
+    dot = xp.einsum("rs,rs->r", _rows(a), _rows(b))      # (R,)
     return dot.reshape(a.shape[:-1] + (1,))
 
 
@@ -173,73 +179,6 @@ class Dropout(Function):
 
     def backward_graph(self, g):
         return (g * self.mask,)
-
-
-class LayerNorm(Function):
-    """Normalise the last axis to zero mean and unit variance, then scale (and shift).
-
-    Row means and row dot products are matrix-vector products (one BLAS call,
-    no temporary) and the rest runs in place, so a call makes few passes.
-    """
-
-    def forward(self, x, weight, *bias, eps):
-        xp = self.xp
-        D = x.shape[-1]
-        x2 = x.reshape(-1, D)                                   # (N, D)
-        if xp is not backend.np:
-            return self._forward_gpu(x2, weight, bias, eps).reshape(x.shape)
-        ones = xp.ones(D, dtype=x.dtype)                        # sum, then divide: exact for equal values
-        xc = x2 - ((x2 @ ones) / D)[:, None]                    # x - mean
-        var = xp.einsum("nd,nd->n", xc, xc) / D                 # (N,)
-        rstd = 1.0 / xp.sqrt(var + eps)
-        xc *= rstd[:, None]                                     # xhat, in place
-        self.xhat, self.rstd, self.weight, self.ones = xc, rstd, weight, ones
-        y = xc * weight
-        if bias:
-            y += bias[0]
-        return y.reshape(x.shape)
-
-    def backward(self, g):
-        xp = self.xp
-        if xp is not backend.np:
-            return self._backward_gpu(g)
-        xhat, rstd = self.xhat, self.rstd
-        g2 = g.reshape(xhat.shape)                              # (N, D)
-        gw = xp.einsum("nd,nd->d", g2, xhat) if self.needs_grad[1] else None   # dy/dw = xhat
-        gb = (g2.sum(axis=0) if self.needs_grad[2] else None,) if len(self.inputs) == 3 else ()  # dy/db = 1
-        gx = None
-        if self.needs_grad[0]:
-            gh = g2 * self.weight                               # dL/dxhat
-            m1 = (gh @ self.ones) / xhat.shape[1]               # mean(gh)          (N,)
-            m2 = xp.einsum("nd,nd->n", gh, xhat) / xhat.shape[1]   # mean(gh * xhat)  (N,)
-            # dx = rstd * (gh - mean(gh) - xhat * mean(gh * xhat)), in place in gh
-            gh -= xhat * m2[:, None]
-            gh -= m1[:, None]
-            gh *= rstd[:, None]
-            gx = gh.reshape(g.shape)
-        return (gx, gw) + gb
-
-    def _forward_gpu(self, x2, weight, bias, eps):
-        """Fused kernels: row mean, row sum of squares, then one pass writing y (N, D)."""
-        D = x2.shape[1]
-        mean = x2.mean(axis=1, keepdims=True)                                        # (N, 1)
-        ssq = gpu_kernels.row_sum_sq_dev()(x2, mean, axis=1, keepdims=True)          # (N, 1)
-        rstd = gpu_kernels.layer_norm_rstd()(ssq, 1.0 / D, eps)                       # (N, 1)
-        self.x2, self.mean, self.rstd, self.weight = x2, mean, rstd, weight
-        return gpu_kernels.layer_norm_apply(bool(bias))(x2, mean, rstd, weight, *bias)
-
-    def _backward_gpu(self, g):
-        """The CPU backward's formulas, each row sum and the dx pass one kernel."""
-        x2, mean, rstd, w = self.x2, self.mean, self.rstd, self.weight
-        g2 = g.reshape(x2.shape)                                                     # (N, D)
-        gw = gpu_kernels.layer_norm_dw()(g2, x2, mean, rstd, axis=0) if self.needs_grad[1] else None
-        gb = (g2.sum(axis=0) if self.needs_grad[2] else None,) if len(self.inputs) == 3 else ()
-        gx = None
-        if self.needs_grad[0]:
-            s1 = gpu_kernels.sum_of_product()(g2, w, axis=1, keepdims=True)          # sum(g w)      (N, 1)
-            s2 = gpu_kernels.layer_norm_sums()(g2, w, x2, mean, rstd, axis=1, keepdims=True)  # sum(g w xhat)
-            gx = gpu_kernels.layer_norm_dx()(g2, w, x2, mean, rstd, s1, s2, 1.0 / x2.shape[1]).reshape(g.shape)
-        return (gx, gw) + gb
 
 
 class CrossEntropy(Function):
@@ -378,17 +317,6 @@ def dropout_mask(shape, p, device, dtype):
     xp = backend.array_module(device)
     keep = backend.rng(device).random(shape, dtype=xp.float32) >= p
     return keep.astype(dtype) * xp.dtype(dtype).type(1.0 / (1.0 - p))
-
-
-def layer_norm(x, weight, bias=None, eps=1e-5):
-    """Layer normalisation over the last axis with gain ``weight`` (D,) and optional ``bias`` (D,)."""
-    if x.ndim == 0:
-        raise ShapeError("layer_norm: x must have at least one axis (the one normalised), got a 0-d tensor")
-    if weight.shape != x.shape[-1:]:
-        raise ShapeError(f"layer_norm: weight shape {weight.shape} must be ({x.shape[-1]},), the last axis of x {x.shape}")
-    if bias is None:
-        return LayerNorm.apply(x, weight, eps=eps)
-    return LayerNorm.apply(x, weight, bias, eps=eps)
 
 
 def cross_entropy(logits, target, ignore_index=-100, label_smoothing=0.0, reduction="mean"):
