@@ -92,5 +92,18 @@ def test_cross_attention_with_one_input_needing_gradients(device, pr, which):
     (kv if which == "q" else q).requires_grad = False
     minitx.gradcheck(fn, q, kv)
     out = fn(q, kv)
+    xp = minitx.backend.array_module(device)
+    gq, gkv = out.creator.backward(xp.ones(out.shape))   # the op itself returns None for the other
+    assert (gq is None) == (which == "kv") and (gkv is None) == (which == "q")
+
+
+def test_cross_attention_with_no_queries(device):
+    """T = 0 queries: empty output, empty q gradient and zero kv gradient."""
+    rng = np.random.default_rng(0)
+    q = minitx.tensor(np.zeros((2, 0, 4)), device=device, requires_grad=True)
+    kv = minitx.tensor(rng.standard_normal((2, 3, 8)), device=device, requires_grad=True)
+    out = minitx.scaled_dot_product_attention(q, kv, heads=2, scale=0.5)
+    assert out.shape == (2, 0, 4)
     out.sum().backward()
-    assert (q.grad is None) == (which == "kv") and (kv.grad is None) == (which == "q")
+    assert q.grad.shape == (2, 0, 4)
+    assert kv.grad.shape == (2, 3, 8) and (kv.grad.numpy() == 0).all()

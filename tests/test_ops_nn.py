@@ -273,14 +273,18 @@ def test_cross_entropy_of_confident_correct_logits_is_small(T):
 
 
 # ------------------------------------------------------- row reductions (CPU fast paths)
-@given(data=st.data(), S=st.integers(0, 80))          # crosses the column-loop limit of 64
-def test_row_reductions_equal_numpy(data, S):
+@given(data=st.data(), S=st.integers(0, 80), dtype=st.sampled_from([np.float64, np.float32]),
+       transposed=st.booleans())                     # S crosses the column-loop limit of 64
+def test_row_reductions_equal_numpy(data, S, dtype, transposed):
     from minitx.autograd.ops.nn import row_dot, row_max, row_sum
     lead = data.draw(st.lists(st.integers(0, 3), min_size=1, max_size=3).map(tuple))
-    a = data.draw(arrays(lead + (S,)))
-    b = data.draw(arrays(lead + (S,)))
-    np.testing.assert_allclose(row_sum(a), a.sum(axis=-1, keepdims=True), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(row_dot(a, b), (a * b).sum(axis=-1, keepdims=True), rtol=1e-12, atol=1e-12)
+    a = data.draw(arrays(lead + (S,), dtype=dtype))
+    b = data.draw(arrays(lead + (S,), dtype=dtype))
+    if transposed:                                   # non-contiguous inputs are right too
+        a, b = (np.ascontiguousarray(np.swapaxes(t, 0, -1)).swapaxes(0, -1) for t in (a, b))
+    tol = 1e-12 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(row_sum(a), a.sum(axis=-1, keepdims=True), rtol=tol, atol=tol)
+    np.testing.assert_allclose(row_dot(a, b), (a * b).sum(axis=-1, keepdims=True), rtol=tol, atol=tol)
     if S > 0:
         np.testing.assert_array_equal(row_max(a), a.max(axis=-1, keepdims=True))
 

@@ -1,9 +1,9 @@
 """Activations: tanh, sigmoid, relu and GELU (exact erf form or tanh approximation).
 
-Each op keeps what its backward needs; on the CPU, GELU runs its ~25 NumPy
-passes block by block so the temporaries stay in the CPU cache
-(``backend.cache_blocks``) and keeps its derivative for backward; on the GPU
-it is one fused kernel each way (``gpu_kernels.gelu_forward`` / ``gelu_backward``).
+Each op keeps what its backward needs.  GELU keeps its derivative; on the
+CPU in float32 its ~25 NumPy passes run block by block so the temporaries stay
+in the CPU cache (``backend.cache_blocks``); on the GPU it is one fused kernel
+each way (``gpu_kernels.gelu_forward`` / ``gelu_backward``).
 """
 import math
 

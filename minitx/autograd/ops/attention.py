@@ -37,7 +37,7 @@ class ScaledDotProductAttention(Function):
         s = mm(qh, kh.transpose(0, 1, 3, 2))               # (B, H, T, E) @ (B, H, E, S) -> (B, H, T, S)
         s = _softmax_gpu(s, keep, scale) if xp is not backend.np else softmax_rows_(s, keep, scale)
         p = s if dropout_mask is None else s * dropout_mask
-        out = xp.empty((B, T, H, E), dtype=s.dtype)       # heads merged by writing through a view
+        out = xp.empty((B, T, H, E), dtype=xp.result_type(p, vh))   # heads merged through a view
         _mm_into(p, vh, _heads(out, B, T, H, E))          # (B, H, T, S) @ (B, H, S, E) -> (B, H, T, E)
         self.qh, self.kh, self.vh, self.probs, self.p = qh, kh, vh, s, p
         self.dropout_mask, self.scale, self.shape = dropout_mask, scale, (B, T, S, H, E)
@@ -47,15 +47,22 @@ class ScaledDotProductAttention(Function):
         xp = self.xp
         B, T, S, H, E = self.shape
         # The gradients are written straight into their packed layouts through (B, H, N, E) views.
+        dq = dk = dv = None
         if len(self.inputs) == 1:
-            grads = (xp.empty((B, T, 3, H, E), dtype=g.dtype),)   # (B, T, 3I): dq, dk, dv
-            dq, dk, dv = (_heads(grads[0][:, :, i], B, T, H, E) for i in range(3))
+            gqkv = xp.empty((B, T, 3, H, E), dtype=g.dtype)              # (B, T, 3I) once reshaped
+            dq, dk, dv = (_heads(gqkv[:, :, i], B, T, H, E) for i in range(3))
+            grads = (gqkv.reshape(B, T, 3 * H * E),)
         else:
-            gq = xp.empty((B, T, H, E), dtype=g.dtype) if self.needs_grad[0] else None
-            gkv = xp.empty((B, S, 2, H, E), dtype=g.dtype) if self.needs_grad[1] else None
-            grads = (gq, gkv)
-            dq = None if gq is None else _heads(gq, B, T, H, E)
-            dk, dv = (None, None) if gkv is None else (_heads(gkv[:, :, i], B, S, H, E) for i in range(2))
+            gq = gkv = None
+            if self.needs_grad[0]:
+                gq = xp.empty((B, T, H, E), dtype=g.dtype)               # (B, T, I) once reshaped
+                dq = _heads(gq, B, T, H, E)
+            if self.needs_grad[1]:
+                gkv = xp.empty((B, S, 2, H, E), dtype=g.dtype)           # (B, S, 2I) once reshaped
+                dk = _heads(gkv[:, :, 0], B, S, H, E)
+                dv = _heads(gkv[:, :, 1], B, S, H, E)
+            grads = (None if gq is None else gq.reshape(B, T, H * E),
+                     None if gkv is None else gkv.reshape(B, S, 2 * H * E))
         gh = _heads(g, B, T, H, E)                        # (B, H, T, E)
         if dv is not None:
             _mm_into(self.p.transpose(0, 1, 3, 2), gh, dv)   # (B, H, S, T) @ (B, H, T, E): dL/dv = p^T g
@@ -74,7 +81,7 @@ class ScaledDotProductAttention(Function):
             _mm_into(dp, self.kh, dq)                     # (B, H, T, S) @ (B, H, S, E)
         if dk is not None:
             _mm_into(dp.transpose(0, 1, 3, 2), self.qh, dk)   # (B, H, S, T) @ (B, H, T, E)
-        return tuple(None if a is None else a.reshape(a.shape[0], a.shape[1], -1) for a in grads)
+        return grads                                      # the reshapes above are views
 
 
 def _mm_into(a, b, out):

@@ -98,8 +98,8 @@ def softmax_rows_(s, keep=None, scale=None):
     s -= m
     xp.exp(s, out=s)                                     # masked entries: exp(lowest - m) = 0
     total = row_sum(s)                                   # >= 1: the max entry gave exp(0)
-    if keep is not None:                                 # nothing kept: m = lowest; 1 / inf = 0
-        total = xp.where(m == lowest, xp.inf, total)
+    if keep is not None:                                 # nothing kept: 1 / inf = 0
+        total = xp.where(keep.any(axis=-1, keepdims=True), total, xp.inf)
     s *= xp.reciprocal(total, out=total)
     return s
 
@@ -139,7 +139,11 @@ def row_max(s):
 
 
 def row_dot(a, b):
-    """Sum over the last axis of ``a * b``, (..., 1), without the product array on the CPU."""
+    """Sum over the last axis of ``a * b``, (..., 1), without the product array on the CPU.
+
+    einsum adds each row in order (no pairwise summation): fine for the short
+    rows of a softmax backward, less accurate than ``sum`` for very long float32 rows.
+    """
     xp = backend.get_array_module(a)
     if xp is not backend.np:
         return (a * b).sum(axis=-1, keepdims=True)

@@ -29,8 +29,10 @@ class LayerNorm(Function):
         x2 = x.reshape(-1, D)                                   # (N, D)
         if xp is not backend.np:
             return self._forward_gpu(x2, weight, bias, eps).reshape(x.shape)
+        dtype = xp.result_type(x2, weight, *bias)              # as NumPy would promote x * weight
+        x2 = x2.astype(dtype, copy=False)
         N = x2.shape[0]
-        ones = xp.ones(D, dtype=x.dtype)
+        ones = xp.ones(D, dtype=dtype)
         xhat, y = xp.empty_like(x2), xp.empty_like(x2)
         rstd = xp.empty(N, dtype=x.dtype)
         for b in _row_blocks(N, D):
@@ -95,8 +97,6 @@ class LayerNorm(Function):
         return (gx, gw) + gb
 
 
-
-
 def layer_norm(x, weight, bias=None, eps=1e-5):
     """Layer normalisation over the last axis with gain ``weight`` (D,) and optional ``bias`` (D,)."""
     if x.ndim == 0:
@@ -106,5 +106,3 @@ def layer_norm(x, weight, bias=None, eps=1e-5):
     if bias is None:
         return LayerNorm.apply(x, weight, eps=eps)
     return LayerNorm.apply(x, weight, bias, eps=eps)
-
-
