@@ -240,7 +240,8 @@ def test_fuzz_cross_entropy(device, smoothing, reduction, data):
         logp = flat - flat.max(-1, keepdims=True)
         logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
         nll = -logp[np.arange(len(t)), np.where(keep, t, 0)]
-        per = ((1 - smoothing) * nll - smoothing * logp.mean(-1)) * keep
+        smooth = smoothing * logp.mean(-1) if smoothing else 0.0   # 0 * mean would be NaN if the mean overflows
+        per = ((1 - smoothing) * nll - smooth) * keep
         ref = {"none": per.reshape(target.shape), "sum": per.sum(), "mean": per.sum() / max(keep.sum(), 1)}[reduction]
         np.testing.assert_allclose(out.numpy(), ref, rtol=1e-4, atol=1e-5)
     backward_ok(out, [tl])
