@@ -181,12 +181,19 @@ def add_rows(target, rows, values):
     return target
 
 
-def matmul(a, b):
-    """``a @ b`` (NumPy rules); on the GPU through :mod:`minitx.cublas`, which CUDA graphs can capture."""
+def matmul(a, b, out=None):
+    """``a @ b`` (NumPy rules); on the GPU through :mod:`minitx.cublas`, which CUDA graphs can capture.
+
+    ``out``: an array (or strided view) to write the product into; NumPy writes
+    it directly, on the GPU it costs one copy.
+    """
     if is_gpu_array(a):
         from . import cublas
-        return cublas.matmul(a, b)
-    return a @ b
+        if out is None:
+            return cublas.matmul(a, b)
+        out[...] = cublas.matmul(a, b)
+        return out
+    return np.matmul(a, b, out=out)
 
 
 CACHE_BLOCK = 1 << 16   # elements: a few arrays of this many float32 fit a core's L2 cache

@@ -38,7 +38,7 @@ class ScaledDotProductAttention(Function):
         s = _softmax_gpu(s, keep, scale) if xp is not backend.np else softmax_rows_(s, keep, scale)
         p = s if dropout_mask is None else s * dropout_mask
         out = xp.empty((B, T, H, E), dtype=xp.result_type(p, vh))   # heads merged through a view
-        _mm_into(p, vh, _heads(out, B, T, H, E))          # (B, H, T, S) @ (B, H, S, E) -> (B, H, T, E)
+        mm(p, vh, out=_heads(out, B, T, H, E))            # (B, H, T, S) @ (B, H, S, E) -> (B, H, T, E)
         self.qh, self.kh, self.vh, self.probs, self.p = qh, kh, vh, s, p
         self.dropout_mask, self.scale, self.shape = dropout_mask, scale, (B, T, S, H, E)
         return out.reshape(B, T, I)                       # (B, T, H*E), no copy
@@ -65,7 +65,7 @@ class ScaledDotProductAttention(Function):
                      None if gkv is None else gkv.reshape(B, S, 2 * H * E))
         gh = _heads(g, B, T, H, E)                        # (B, H, T, E)
         if dv is not None:
-            _mm_into(self.p.transpose(0, 1, 3, 2), gh, dv)   # (B, H, S, T) @ (B, H, T, E): dL/dv = p^T g
+            mm(self.p.transpose(0, 1, 3, 2), gh, out=dv)     # (B, H, S, T) @ (B, H, T, E): dL/dv = p^T g
         dp = mm(gh, self.vh.transpose(0, 1, 3, 2))          # (B, H, T, E) @ (B, H, E, S): dL/dp = g v^T
         if self.dropout_mask is not None:
             dp *= self.dropout_mask
@@ -78,18 +78,10 @@ class ScaledDotProductAttention(Function):
             dp *= probs
             dp *= self.scale                              # scores were q k^T * scale
         if dq is not None:
-            _mm_into(dp, self.kh, dq)                     # (B, H, T, S) @ (B, H, S, E)
+            mm(dp, self.kh, out=dq)                       # (B, H, T, S) @ (B, H, S, E)
         if dk is not None:
-            _mm_into(dp.transpose(0, 1, 3, 2), self.qh, dk)   # (B, H, S, T) @ (B, H, T, E)
+            mm(dp.transpose(0, 1, 3, 2), self.qh, out=dk)     # (B, H, S, T) @ (B, H, T, E)
         return grads                                      # the reshapes above are views
-
-
-def _mm_into(a, b, out):
-    """``out[...] = a @ b``; on the CPU NumPy writes the product into the (strided) view directly."""
-    if backend.is_gpu_array(a):
-        out[...] = mm(a, b)
-    else:
-        backend.np.matmul(a, b, out=out)
 
 
 def _softmax_gpu(s, keep, scale):
