@@ -120,7 +120,7 @@ def show(tokens):
 
 # options that may change between a run and its resumption without changing the run itself
 _RUN_CONTROL = {"device", "eval_every", "eval_size", "target", "log_every", "save", "resume",
-                "stop_at", "skip_nonfinite", "min_len"}
+                "stop_at", "skip_nonfinite"}
 
 
 def train(args):
@@ -177,18 +177,18 @@ def train(args):
         losses = xp.full(max(end - step, 0), np.nan, dtype=np.float32)   # read back once, at the end
         t0 = time.perf_counter()
         t_log, tokens, acc, loss, start_step = t0, 0, 0.0, None, step
+        evaluated_at = None                                               # the step acc belongs to
         while step < end and not stop:
             src, tgt, mask = make_batch(data_rng, args.batch_size, args.seq_len, args.min_len, args.symbols)
             tgt = np.where(tgt == PAD, -100, tgt)                         # padding is left out of the loss
             loss = model(src, tgt, mask=mask)
             opt.zero_grad()
             loss.backward()
+            norm = optim.clip_grad_norm_(params, args.clip) if args.clip else None
             finite = True
             if args.skip_nonfinite:
-                norm = optim.clip_grad_norm_(params, args.clip).data if args.clip else optim.grad_norm(params).data
-                finite = bool(xp.isfinite(loss.data) & xp.isfinite(norm))  # the one host read this option costs
-            elif args.clip:
-                optim.clip_grad_norm_(params, args.clip)
+                norm = optim.grad_norm(params) if norm is None else norm
+                finite = bool(xp.isfinite(loss.data) & xp.isfinite(norm.data))   # the one host read this costs
             if finite:
                 opt.step()
             else:
@@ -208,6 +208,7 @@ def train(args):
                 t_log, tokens = now, 0
             if step % args.eval_every == 0 or step == args.steps:
                 acc, out, ref = exact_match(model, eval_src, eval_tgt, eval_mask)
+                evaluated_at = step
                 print(f"eval  step {step:5d}  exact match {acc:.3f} on {args.eval_size} held-out sequences")
                 for i in range(2):
                     print(f"   src  {show(eval_src[-1 - i][eval_mask[-1 - i]])}\n   pred {show(out[-1 - i])}")
@@ -225,9 +226,12 @@ def train(args):
         print(f"{'interrupted' if stop else 'stopped'} at step {step}")
         if args.save and save(args.save):
             print(f"saved {args.save}; continue with --resume {args.save}")
-        result["exit_code"] = 128 + stop[0] if stop else 0 if last_save_ok else 1
+        if stop:
+            result["exit_code"] = 128 + stop[0]
+        else:
+            result["exit_code"] = 0 if last_save_ok else 1
         return result
-    if acc < args.target or step % args.eval_every:
+    if evaluated_at != step:                    # e.g. resumed at the last step
         acc, _, _ = exact_match(model, eval_src, eval_tgt, eval_mask)
     wall = time.perf_counter() - t0
     skip_note = f"  skipped {skipped} non-finite steps" if args.skip_nonfinite else ""

@@ -206,7 +206,7 @@ def cache_blocks(size, xp):
     memory N times; run block by block, the data stays in cache (GELU and the
     Adam update ran ~2x faster).  On the GPU: one block.
     """
-    step = size if xp is not np else CACHE_BLOCK
+    step = max(size, 1) if xp is not np else CACHE_BLOCK
     return [slice(i, i + step) for i in range(0, max(size, 1), step)]
 
 

@@ -56,6 +56,13 @@ class AnomalyError(MinitxError, RuntimeError):
         self.op, self.phase = op, phase
 
 
+def check_probability(owner, name, p):
+    """Return ``p`` if 0 <= p < 1 (a dropout rate), else raise InputError naming owner and argument."""
+    if not 0.0 <= p < 1.0:
+        raise InputError(f"{owner}: {name} must be in [0, 1), got {p}")
+    return p
+
+
 def _describe(x):
     """``shape dtype`` of an array-like input, or its Python type."""
     data = x.data if hasattr(x, "creator") else x                   # a Tensor's array

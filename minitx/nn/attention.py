@@ -12,7 +12,7 @@ from .. import backend
 from ..autograd import ops
 from ..autograd.ops.nn import dropout_mask
 from ..autograd.tensor import Tensor
-from ..errors import DTypeError, InputError, ShapeError
+from ..errors import DTypeError, ShapeError, check_probability
 from .layers import Linear, check_input
 from .module import Module
 
@@ -75,9 +75,7 @@ class Attention(Module):
         self.to_k = Linear(dim_context or dim, inner, bias=bias)
         self.to_v = Linear(dim_context or dim, inner, bias=bias)
         self.to_out = Linear(inner, dim, bias=bias)
-        if not 0.0 <= dropout < 1.0:
-            raise InputError(f"Attention: dropout must be in [0, 1), got {dropout}")
-        self.dropout = dropout                   # on the attention probabilities
+        self.dropout = check_probability("Attention", "dropout", dropout)   # on the probabilities
 
     def _project(self, x, layers):
         """One matmul for several projections of ``x``: (B, N, D) -> (B, N, len(layers) * I)."""

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import backend
 from ..autograd.function import no_grad
-from ..errors import InputError, ShapeError
+from ..errors import InputError, ShapeError, check_probability
 from .transformer import (AutoregressiveWrapper, Decoder, Encoder, TransformerWrapper, as_array, bool_mask,
                           token_ids)
 from .module import Module
@@ -42,8 +42,7 @@ class EncoderDecoder(Module):
                  tie_token_emb=False, ignore_index=-100, pad_value=0, label_smoothing=0.0,
                  cross_attn_tokens_dropout=0.0):
         super().__init__()
-        if not 0.0 <= cross_attn_tokens_dropout < 1.0:
-            raise InputError(f"cross_attn_tokens_dropout must be in [0, 1), got {cross_attn_tokens_dropout}")
+        check_probability("XTransformer", "cross_attn_tokens_dropout", cross_attn_tokens_dropout)
         self.encoder = TransformerWrapper(
             enc_num_tokens, enc_max_seq_len,
             Encoder(dim, enc_depth, heads=enc_heads, dim_head=enc_dim_head, ff_mult=enc_ff_mult,

@@ -17,7 +17,7 @@ from .. import backend
 from ..autograd import ops
 from ..autograd.anomaly import is_anomaly_enabled
 from ..autograd.tensor import DEFAULT_FLOAT, Tensor
-from ..errors import DeviceError, DTypeError, InputError, ShapeError
+from ..errors import DeviceError, DTypeError, InputError, ShapeError, check_probability
 from .module import Module, Parameter
 
 
@@ -158,9 +158,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.0):
         super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise InputError(f"Dropout: p must be in [0, 1), got {p}")
-        self.p = p
+        self.p = check_probability("Dropout", "p", p)
 
     def forward(self, x):
         if not isinstance(x, Tensor):

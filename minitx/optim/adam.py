@@ -129,9 +129,9 @@ class FlatGroup:
     Making one copies every parameter into the flat array ``p`` (its moments
     into ``m`` and ``v``; ``g`` receives the gradients each step) and points ``param.data``, ``state["exp_avg"]`` and
     ``state["exp_avg_sq"]`` at views of them, so one update covers the whole
-    group.  ``hyper`` = [lr, t] sits on the parameters' device, where the
+    group.  ``hyper`` = [lr, t] sits on the parameters' device; the GPU
     update kernel reads it, so a captured CUDA graph sees the values written
-    before each replay.  If a view is replaced (a
+    before each replay (the CPU update takes lr and t as arguments).  If a view is replaced (a
     new ``param.data``, a loaded optimizer state), :meth:`current` says so and
     the optimizer makes a new FlatGroup from the new arrays.
     """
@@ -177,7 +177,7 @@ class FlatGroup:
         they are written before each replay instead (``Adam.before_replay``).
         """
         xp = self.xp
-        if write_hyper:
+        if write_hyper:                                   # read by the GPU kernel (CPU: 2 scalars)
             self.write_hyper(group["lr"], t)
         grads = self.g
         if xp is backend.np:
@@ -197,7 +197,7 @@ class FlatGroup:
 
 
 def _adam_arrays(xp, arrays, lr, b1, b2, eps, wd, t, decoupled):
-    """The Adam update of arrays (p, g, m, v) at step t, block by block on the CPU."""
+    """The Adam update of arrays (p, g, m, v) at step t (block by block on the CPU)."""
     arr = arrays[0]
     c = math.sqrt(1.0 - b2 ** t)
     step = -lr * c / (1.0 - b1 ** t)

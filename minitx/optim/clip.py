@@ -4,6 +4,7 @@ Both clipping functions give each clipped parameter a *new* gradient array
 (``p.grad.data = ...``) instead of writing into the old one, because the engine
 may share one gradient array between several tensors.
 """
+from .. import backend
 from ..autograd.tensor import Tensor
 from ..errors import InputError
 
@@ -57,14 +58,15 @@ def clip_grad_norm_(params, max_norm, norm_type=2.0):
 
 
 def _norm(x, norm_type, xp):
-    """The norm_type-norm of a 1-D array as a 0-d device array, from elementwise ops and sums
-    (no BLAS call, so a CUDA graph can capture it)."""
+    """The norm_type-norm of a 1-D array as a 0-d device array.  On the GPU from elementwise
+    ops and sums (no cuBLAS call through CuPy, so a CUDA graph can capture it); on the CPU
+    the 2-norm is one BLAS dot product (no squared copy)."""
     if x.size == 0:
         return xp.zeros((), dtype=x.dtype)
     if norm_type == float("inf"):
         return xp.abs(x).max()
     if norm_type == 2.0:
-        return xp.sqrt((x * x).sum())
+        return xp.sqrt(xp.dot(x, x) if xp is backend.np else (x * x).sum())
     return (xp.abs(x) ** norm_type).sum() ** (1.0 / norm_type)
 
 

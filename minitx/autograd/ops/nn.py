@@ -9,7 +9,7 @@ chaining many small gradients.
 import math
 
 from ... import backend
-from ...errors import DTypeError, InputError, ShapeError
+from ...errors import DTypeError, InputError, ShapeError, check_probability
 from ..function import Function
 from ..tensor import Tensor
 from . import gpu_kernels
@@ -309,8 +309,7 @@ def dropout(x, p=0.5, training=True):
 
     The identity (the same tensor) when ``training`` is False or ``p == 0``.
     """
-    if not 0.0 <= p < 1.0:
-        raise InputError(f"dropout: p must be in [0, 1), got {p}")
+    check_probability("dropout", "p", p)
     if not training or p == 0.0:
         return x
     return Dropout.apply(x, mask=dropout_mask(x.shape, p, x.device, x.dtype))
