@@ -104,3 +104,41 @@ def test_backward_seed_is_not_aliased(device):
     x.backward(seed)
     seed[0] = 99
     assert x.grad.numpy()[0] == 1.0
+
+
+def test_leaf_grad_never_shares_memory_with_the_seed():
+    x = minitx.tensor(np.ones(3), requires_grad=True)
+    for y in (x + 0.0, x.clone()):
+        x.grad = None
+        seed = np.arange(3.0)
+        y.backward(seed)
+        np.testing.assert_array_equal(x.grad.numpy(), seed)
+        assert not np.shares_memory(x.grad.data, seed)
+
+
+def test_new_data_on_a_detached_copy_leaves_the_original_alone():
+    x = minitx.tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    y = (x * x).sum()
+    d = x.detach()
+    d.data = np.zeros(3)                 # new memory for d; x's memory did not change
+    y.backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 4.0, 6.0])
+    z = (x * x).sum()
+    x.data = np.zeros(3)                 # new data for x itself still counts as a change
+    with pytest.raises(minitx.GraphError, match="modified in place"):
+        z.backward()
+
+
+def test_only_real_views_share_the_version_counter():
+    x = minitx.tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    y = x * 1.0
+    loss = (y * y).sum()
+    copy = y[np.array([0, 1])]           # integer indexing copies
+    view = y[0:2]                        # a slice is a view
+    with minitx.no_grad():
+        copy.add_(1.0)
+    loss.backward(retain_graph=True)     # y's memory is untouched
+    with minitx.no_grad():
+        view.add_(1.0)
+    with pytest.raises(minitx.GraphError, match="modified in place"):
+        loss.backward()

@@ -55,7 +55,8 @@ def backward(root, grad, retain_graph=False, create_graph=False):
     run = run_backward_graph if create_graph else Function.run_backward
     keep = retain_graph or create_graph
     pending = {id(root.creator): grad}  # node id -> gradient w.r.t. its output
-    handed = set()                      # ids of arrays already stored as some leaf's .grad
+    handed = {id(grad)}                 # arrays a leaf's .grad must not keep: the caller's seed and
+                                        # those already stored as some leaf's .grad
 
     def to_leaf(leaf, g):
         accumulate(leaf, g, handed)
@@ -83,13 +84,14 @@ def backward(root, grad, retain_graph=False, create_graph=False):
             leaf_hooks.flush(to_leaf)
 
 
-def accumulate(leaf, g, handed=None):
+def accumulate(leaf, g, handed):
     """``leaf.grad += g``; g is an array, or a Tensor (with its graph) under create_graph.
 
     The first gradient of a leaf is stored as is when it is a fresh array of its
     own (the usual case: a matmul's result), and copied when it is a view or
-    read-only, or already stored for another leaf (``handed``: Add returns one
-    array for both inputs), so that no two ``.grad`` share memory.
+    read-only, the caller's seed, or already stored for another leaf (``handed``:
+    Add returns one array for both inputs), so that no two ``.grad`` share memory
+    and none shares the caller's array.
     """
     Tensor = tensor_module.Tensor
     if isinstance(g, Tensor):
@@ -97,11 +99,10 @@ def accumulate(leaf, g, handed=None):
         leaf.grad = clone(g) if leaf.grad is None else leaf.grad + g   # clone: g may be shared
     elif leaf.grad is None:
         private = (g.flags.owndata and getattr(g.flags, "writeable", True)   # CuPy has no writeable flag
-                   and handed is not None and id(g) not in handed)
+                   and id(g) not in handed)
         if not private:
             g = g.copy()
-        if handed is not None:
-            handed.add(id(g))
+        handed.add(id(g))
         leaf.grad = Tensor._from_op(g, None)
     else:
         leaf.grad.data = leaf.grad.data + g

@@ -85,7 +85,7 @@ class Function:
 
     saves_inputs = True   # False for ops whose backward never reads input values
     saves_output = False  # True for ops whose backward reads their own output (exp, softmax ...)
-    output_is_view = False  # True when the output may share memory with input 0 (reshape ...)
+    output_is_view = False  # True when the output may be a view of input 0 (reshape, basic indexing ...)
 
     inputs = ()
     needs_grad = None
@@ -111,8 +111,8 @@ class Function:
                 raise
             raise err from e
         result = Tensor._from_op(out, fn if record else None)
-        if cls.output_is_view:
-            result._vc = inputs[0]._vc        # in-place changes to either show in both
+        if cls.output_is_view and fn.xp.may_share_memory(out, arrays[0]):
+            result._vc = inputs[0]._vc        # a real view: in-place changes to either show in both
         if record:
             fn.inputs = inputs
             fn.versions = tuple(t._version for t in inputs)

@@ -47,7 +47,8 @@ class Tensor:
     _hooks = None             # a hooks.TensorHooks once register_hook / retain_grad is called
 
     def __init__(self, data, requires_grad=False, dtype=None, device=None, name=None):
-        self.data = _as_array(data, dtype, device)
+        self._data = _as_array(data, dtype, device)
+        self._vc = [0]              # the version counter, shared with views and detach()ed copies
         if requires_grad and self.data.dtype.kind != "f":
             raise DTypeError(
                 f"only floating-point tensors can require gradients, got dtype "
@@ -73,17 +74,15 @@ class Tensor:
     # ------------------------------------------------------------ data access
     @property
     def data(self):
-        """The underlying array.  Assigning a new array counts as an in-place change."""
+        """The underlying array.  Assigning a new array counts as an in-place change of this tensor."""
         return self._data
 
     @data.setter
     def data(self, value):
+        # New memory: a counter of its own, one ahead, so this tensor's recorded uses see a
+        # change while views and detach()ed copies of the old memory (which did not change) do not.
         self._data = value
-        vc = self.__dict__.get("_vc")
-        if vc is None:
-            self._vc = [0]          # the version counter, shared with views and detach()ed copies
-        else:
-            vc[0] += 1
+        self._vc = [self._vc[0] + 1]
 
     @property
     def _version(self):

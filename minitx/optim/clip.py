@@ -1,8 +1,8 @@
 """The gradients' global norm, and clipping by it or by value, on device, without a host sync.
 
 Both clipping functions give each clipped parameter a *new* gradient array
-(``p.grad.data = ...``) instead of writing into the old one, because the engine
-may share one gradient array between several tensors.
+(``p.grad.data = ...``) instead of writing into the old one, which the caller
+may still hold (a hook's result, a saved reference).
 """
 from .. import backend
 from ..autograd.tensor import Tensor

@@ -73,9 +73,10 @@ _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 class Gelu(Function):
     """GELU: ``x * Phi(x)`` with the exact erf form, or the tanh approximation.
 
-    The exact form computes its derivative ``Phi(x) + x phi(x)`` in the forward
-    pass, from the same exp as Phi, and keeps only that array: backward is one
-    multiply.  On the CPU in float32 the passes run block by block in the cache.
+    On the CPU the exact form computes its derivative ``Phi(x) + x phi(x)`` in
+    the forward pass and keeps only that array: backward is one multiply.  In
+    float32 Phi and phi come from one exp, block by block in the cache.  On the
+    GPU the backward kernel recomputes Phi from x.
     """
 
     def forward(self, x, approximate="none"):
