@@ -27,6 +27,10 @@ PY=${PYTHON:-python3}
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 $PY -c "import cupy, numpy, sys; print('python', sys.version.split()[0], 'cupy', cupy.__version__, 'numpy', numpy.__version__)"
+if ! $PY -c "import sys, minitx; sys.exit(not minitx.gpu_available())"; then
+  echo "no usable CUDA GPU (minitx.gpu_available() is False): every GPU test would skip; stopping"
+  exit 2
+fi
 XDIST=""
 $PY -c "import xdist" 2>/dev/null && XDIST="-n 8"
 

@@ -4,8 +4,9 @@
     python benchmarks/profile_step.py --config base --device gpu # GPU (host-side time: launches, Python)
 
 On the GPU the profile shows the host's side of the step (Python, kernel
-launches); the device runs behind it, and the steps/s line says which one
-sets the pace.
+launches); the device runs behind it.  The ms-per-step line is measured under
+the profiler: compare the profile's host time with bench.py's step time to see
+which side sets the pace.
 """
 import argparse
 import cProfile

@@ -182,8 +182,9 @@ class CapturedMinitxRunner(MinitxRunner):
         return time.perf_counter() - t
 
     def graph_reserved_mb(self):
-        """MB in CuPy's default pool (eager warm-up, parameters, optimizer state) plus the
-        graph's private pool (CapturedStep allocates the captured step from a pool of its own)."""
+        """MB held after the capture: CuPy's default pool (parameters, optimizer state; CapturedStep
+        frees the warm-up's blocks) plus the graph's private pool.  A steady-state figure: during
+        the capture itself both the warm-up's blocks and the new pool are held."""
         pool = self.captured.memory_pool
         return self.gpu_reserved_mb() + (pool.total_bytes() / 2**20 if pool is not None else 0.0)
 

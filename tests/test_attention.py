@@ -303,6 +303,9 @@ def test_kv_cache_cross_attention_reuses_keys(device, s, data):
     ct = leaf(c, device)
     full = attn(leaf(x, device), context=ct, context_mask=cmask).numpy()
     cache = KVCache()
+    projected = []
+    project = attn._project
+    attn._project = lambda inp, layers: projected.append(inp is ct) or project(inp, layers)
     steps = []
     for t in range(s["T"]):
         steps.append(attn(leaf(x[:, t:t + 1], device), context=ct, context_mask=cmask,
@@ -311,6 +314,7 @@ def test_kv_cache_cross_attention_reuses_keys(device, s, data):
             kv = cache.kv
         assert cache.kv is kv                               # computed once, then reused
         assert cache.length == s["S"]
+    assert projected.count(True) == 1                       # the context was projected once
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, rtol=1e-10, atol=1e-12)
 
 

@@ -348,8 +348,12 @@ def _npy(array, allow_pickle=False):
 
 @pytest.fixture
 def saved(tmp_path):
+    """A checkpoint whose weights differ from a fresh tiny_model's, so a skipped load shows."""
     path = tmp_path / "good.npz"
-    minitx.save_checkpoint(path, tiny_model("cpu"), step=3)
+    model = tiny_model("cpu")
+    for p in model.parameters():
+        p.data[...] += 1.0
+    minitx.save_checkpoint(path, model, step=3)
     return path
 
 
@@ -373,7 +377,8 @@ def test_untrusted_checkpoint_with_non_numeric_members_is_refused(tmp_path, save
             "unicode": {"u.npy": _npy(np.array(["text"]))}}[craft]
     path = tmp_path / "evil.npz"
     _write(path, {**members, **evil})
-    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("a checkpoint was unpickled"))
+    for name in ("loads", "load"):                           # np.lib.format.read_array calls pickle.load
+        monkeypatch.setattr(pickle, name, lambda *a, **k: pytest.fail("a checkpoint was unpickled"))
     with pytest.raises(minitx.CheckpointError, match=fragment):
         minitx.load_checkpoint(path, tiny_model("cpu"))
 
@@ -434,6 +439,7 @@ def test_every_corrupted_byte_is_detected_or_harmless(tmp_path, saved):
     """Flip bytes all over the file: each load either fails with CheckpointError or gives the same weights."""
     reference = tiny_model("cpu")
     minitx.load_checkpoint(saved, reference)
+    assert not np.array_equal(reference.parameters()[0].numpy(), tiny_model("cpu").parameters()[0].numpy())
     raw = saved.read_bytes()
     path = tmp_path / "flipped.npz"
     for i in range(0, len(raw), 61):

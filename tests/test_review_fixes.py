@@ -81,7 +81,8 @@ def test_token_dropout_keeps_ceil_of_valid_times_keep(device, S, dropout):
     assert int(minitx.backend.to_numpy(mask).sum()) == math.ceil(round(S * keep, 9))
 
 
-def test_cached_decoding_accepts_a_mask_over_every_key(device):
+@pytest.mark.parametrize("keys", [[True, True, True], [True, False, True]])
+def test_cached_decoding_accepts_a_mask_over_every_key(device, keys):
     minitx.manual_seed(0)
     model = nn.XTransformer(dim=8, enc_num_tokens=5, enc_max_seq_len=3, dec_num_tokens=5, dec_max_seq_len=4,
                             enc_depth=1, dec_depth=1, enc_heads=1, dec_heads=1, enc_dim_head=4,
@@ -89,7 +90,7 @@ def test_cached_decoding_accepts_a_mask_over_every_key(device):
     net = model.decoder.net
     ctx = model.encode(np.zeros((1, 3), int))
     tokens = np.array([[1, 2, 3]])
-    mask = np.array([[True, True, True]])
+    mask = np.array([keys])                         # a False key must be left out in both ways
     with minitx.no_grad():
         full = net(tokens, context=ctx, mask=mask).numpy()
         cache = net.attn_layers.new_cache()
