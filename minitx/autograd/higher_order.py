@@ -17,17 +17,7 @@ by line; values that ``forward`` saved as arrays are recomputed from
 """
 from ..errors import GraphError
 from .anomaly import AnomalyMode, check_backward
-
-
-def unbroadcast_tensor(grad, shape):
-    """``function.unbroadcast`` for a Tensor: sum (recorded ops) over broadcast axes, to ``shape``."""
-    if grad.shape == shape:
-        return grad
-    from .ops import reshape, sum
-    lead = grad.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, n in enumerate(shape) if n == 1 and grad.shape[lead + i] != 1)
-    return reshape(sum(grad, axis=axes, keepdims=True), shape)
+from .function import unbroadcast
 
 
 def run_backward_graph(fn, g):
@@ -43,7 +33,7 @@ def run_backward_graph(fn, g):
     grads = fn.backward_graph(g)
     if AnomalyMode.enabled:
         check_backward(fn, g.data, [None if x is None else x.data for x in grads])
-    return tuple(None if x is None else unbroadcast_tensor(x, t.shape)
+    return tuple(None if x is None else unbroadcast(x, t.shape)     # Tensor sums: recorded
                  for x, t in zip(grads, fn.inputs))
 
 

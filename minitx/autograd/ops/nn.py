@@ -201,17 +201,20 @@ class CrossEntropy(Function):
             loss = self._rows_gpu(logits, target, ignore_index, label_smoothing)
             return self._reduce(loss, valid, reduction, logits.dtype)
         safe = xp.where(valid, target, 0)
-        shifted = logits - logits.max(axis=-1, keepdims=True)
-        e = xp.exp(shifted)
-        sum_e = e.sum(axis=-1, keepdims=True)
+        shifted = logits - row_max(logits)                              # (N, V)
+        picked = shifted[xp.arange(N), safe]                            # (N,)
+        mean_shifted = shifted.mean(axis=-1) if label_smoothing else None
+        e = xp.exp(shifted, out=shifted)
+        sum_e = row_sum(e)                                              # (N, 1)
         log_sum = xp.log(sum_e[:, 0])
-        loss = log_sum - shifted[xp.arange(N), safe]                   # -log p[target]  (N,)
+        loss = log_sum - picked                                         # -log p[target]  (N,)
         if label_smoothing:
-            mean_logp = shifted.mean(axis=-1) - log_sum                 # mean_v log p[v]
+            mean_logp = mean_shifted - log_sum                          # mean_v log p[v]
             loss = (1 - label_smoothing) * loss - label_smoothing * mean_logp
         loss = xp.where(valid, loss, 0)                                 # ignored rows: 0, even for NaN logits
         e /= sum_e                                                      # softmax (N, V), in place
-        xp.copyto(e, 0, where=~valid[:, None])                          # 0 on ignored rows
+        if not valid.all():
+            xp.copyto(e, 0, where=~valid[:, None])                      # 0 on ignored rows (NaN logits too)
         self.p = e
         self.target, self.safe = target, safe
         return self._reduce(loss, valid, reduction, logits.dtype)
