@@ -69,7 +69,7 @@ def backward(root, grad, retain_graph=False, create_graph=False):
                 g_out = fn.output_hooks.fire(g_out)
             grads = run(fn, g_out)
             for t, g in zip(fn.inputs, grads):
-                if g is None or not t.requires_grad:
+                if g is None:          # run / run_backward_graph give None where no gradient is needed
                     continue
                 if t.creator is None:  # a leaf: accumulate into .grad
                     if leaf_hooks is None or not leaf_hooks.add(t, g, to_leaf):

@@ -33,7 +33,7 @@ def run_backward_graph(fn, g):
     grads = fn.backward_graph(g)
     if AnomalyMode.enabled:
         check_backward(fn, g.data, [None if x is None else x.data for x in grads])
-    return tuple(None if x is None else unbroadcast(x, t.shape)     # Tensor sums: recorded
+    return tuple(None if x is None or not t.requires_grad else unbroadcast(x, t.shape)   # recorded sums
                  for x, t in zip(grads, fn.inputs))
 
 

@@ -43,8 +43,7 @@ class Add(Function):
     def backward(self, g):
         return g, g                          # d(a+b)/da = d(a+b)/db = 1
 
-    def backward_graph(self, g):
-        return (g if self.needs_grad[0] else None), (g if self.needs_grad[1] else None)
+    backward_graph = backward                # only Tensor-safe operations: works on Tensors too
 
 
 class Sub(Function):
@@ -57,8 +56,7 @@ class Sub(Function):
     def backward(self, g):
         return g, (-g if self.needs_grad[1] else None)   # d(a-b)/db = -1
 
-    def backward_graph(self, g):
-        return (g if self.needs_grad[0] else None), (neg(g) if self.needs_grad[1] else None)
+    backward_graph = backward
 
 
 class Mul(Function):
@@ -105,8 +103,7 @@ class Neg(Function):
     def backward(self, g):
         return (-g,)
 
-    def backward_graph(self, g):
-        return (-g,)
+    backward_graph = backward
 
 
 class Pow(Function):
@@ -198,8 +195,7 @@ class Clone(Function):
     def backward(self, g):
         return (g,)
 
-    def backward_graph(self, g):
-        return (g,)
+    backward_graph = backward
 
 
 # --------------------------------------------------------- selection by mask

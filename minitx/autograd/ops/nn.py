@@ -181,8 +181,7 @@ class Dropout(Function):
     def backward(self, g):
         return (g * self.mask,)
 
-    def backward_graph(self, g):
-        return (g * self.mask,)
+    backward_graph = backward
 
 
 class CrossEntropy(Function):

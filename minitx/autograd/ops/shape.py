@@ -25,8 +25,7 @@ class Reshape(Function):
     def backward(self, g):
         return (g.reshape(self.shape),)
 
-    def backward_graph(self, g):
-        return (reshape(g, self.shape),)
+    backward_graph = backward                # Tensor.reshape records a Reshape
 
 
 class Transpose(Function):
@@ -40,17 +39,18 @@ class Transpose(Function):
         self.axes = axes
         return x.transpose(axes)
 
-    def backward(self, g):
+    def _inverse(self):
+        """The permutation that undoes ``axes``."""
         inverse = [0] * len(self.axes)
         for i, a in enumerate(self.axes):
             inverse[a % len(self.axes)] = i
-        return (g.transpose(inverse),)
+        return tuple(inverse)
+
+    def backward(self, g):
+        return (g.transpose(self._inverse()),)
 
     def backward_graph(self, g):
-        inverse = [0] * len(self.axes)
-        for i, a in enumerate(self.axes):
-            inverse[a % len(self.axes)] = i
-        return (permute(g, tuple(inverse)),)
+        return (permute(g, self._inverse()),)
 
 
 class Expand(Function):
@@ -65,10 +65,9 @@ class Expand(Function):
             raise ShapeError(f"cannot expand shape {x.shape} to {shape}") from None
 
     def backward(self, g):
-        return (g,)             # Function.apply sums g back to the input shape
+        return (g,)             # run_backward (or run_backward_graph) sums g back to the input shape
 
-    def backward_graph(self, g):
-        return (g,)             # unbroadcast_tensor sums g back to the input shape
+    backward_graph = backward
 
 
 class Concat(Function):
@@ -89,18 +88,11 @@ class Concat(Function):
         index = [slice(None)] * g.ndim
         for n in self.sizes:
             index[self.axis] = slice(start, start + n)
-            out.append(g[tuple(index)])
+            out.append(g[tuple(index)])       # on a Tensor: a recorded GetItem
             start += n
         return tuple(out)
 
-    def backward_graph(self, g):
-        out, start = [], 0
-        index = [slice(None)] * g.ndim
-        for n in self.sizes:
-            index[self.axis] = slice(start, start + n)
-            out.append(getitem(g, tuple(index)))
-            start += n
-        return tuple(out)
+    backward_graph = backward
 
 
 class Stack(Function):
