@@ -40,7 +40,8 @@ def run_backward_graph(fn, g):
 def grad(output, inputs, grad_output=None, create_graph=False, retain_graph=None):
     """The gradients of ``output`` w.r.t. each of ``inputs``, as a list of Tensors.
 
-    Unlike ``output.backward()`` it leaves every ``.grad`` as it was.  An input
+    Unlike ``output.backward()`` it leaves every leaf's ``.grad`` as it was (a
+    non-leaf marked with ``retain_grad()`` still receives its gradient).  An input
     that ``output`` does not depend on gets None.  ``create_graph=True`` gives
     gradients that can be differentiated again; ``retain_graph`` defaults to
     ``create_graph``.

@@ -104,7 +104,7 @@ class Gelu(Function):
         deriv = np.empty_like(flat) if record else None
         blocks = backend.cache_blocks(flat.size, np)
         cdf = np.empty_like(flat[blocks[0]])                # scratch, one block
-        pdf = cdf.copy() if not record else None
+        pdf = np.empty_like(cdf) if not record else None
         for b in blocks:
             n = flat[b].size                               # the last block may be shorter
             c, p = normal_cdf_pdf_float32_(flat[b], cdf[:n], deriv[b] if record else pdf[:n],
