@@ -96,6 +96,20 @@ def test_adam_matches_reference(device, problem, cls, lr, betas, wd, eps):
     np.testing.assert_allclose(p.numpy(), expected, rtol=1e-9, atol=1e-12)
 
 
+@given(st.lists(problems(), min_size=1, max_size=4), st.sampled_from([Adam, AdamW]),
+       st.integers(1, 7), st.sampled_from([0.0, 0.1]))
+def test_adam_over_several_parameters_in_blocks(device, problems_, cls, block, wd):
+    """The flat group's blocks (any size; parameters spanning blocks) update each parameter exactly."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(minitx.backend, "CACHE_BLOCK", block)
+        ps = [param(p0, device) for p0, _ in problems_]
+        opt = cls(ps, lr=0.1, weight_decay=wd)
+        run_steps(opt, ps, [[g[k] for _, g in problems_] for k in range(3)])
+    for p, (p0, grads) in zip(ps, problems_):
+        expected = ref_adam(p0, grads, 0.1, (0.9, 0.999), 1e-8, wd, decoupled=cls is AdamW)
+        np.testing.assert_allclose(p.numpy(), expected, rtol=1e-9, atol=1e-12)
+
+
 @given(problems(), st.floats(1e-3, 0.5), st.sampled_from([0.0, 0.5, 0.9]),
        st.booleans(), st.sampled_from([0.0, 0.1]))
 def test_sgd_matches_reference(device, problem, lr, momentum, nesterov, wd):

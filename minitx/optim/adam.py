@@ -127,9 +127,11 @@ class FlatGroup:
     """A param group's parameters and Adam moments as views into three flat arrays.
 
     Making one copies every parameter into the flat array ``p`` (its moments
-    into ``m`` and ``v``; ``g`` receives the gradients each step) and points ``param.data``, ``state["exp_avg"]`` and
+    into ``m`` and ``v``) and points ``param.data``, ``state["exp_avg"]`` and
     ``state["exp_avg_sq"]`` at views of them, so one update covers the whole
-    group.  ``hyper`` = [lr, t] sits on the parameters' device; the GPU
+    group.  The gradients are gathered each step: on the GPU into the flat
+    ``g``; on the CPU one cache-sized block at a time (``plan``), so no
+    full-size gradient copy goes through memory.  ``hyper`` = [lr, t] sits on the parameters' device; the GPU
     update kernel reads it, so a captured CUDA graph sees the values written
     before each replay (the CPU update takes lr and t as arguments).  If a view is replaced (a
     new ``param.data``, a loaded optimizer state), :meth:`current` says so and
@@ -140,7 +142,9 @@ class FlatGroup:
         xp = params[0].xp
         sizes = [p.data.size for p in params]
         total = sum(sizes)
-        self.p, self.m, self.v, self.g = (xp.zeros(total, dtype=params[0].dtype) for _ in range(4))
+        self.p, self.m, self.v = (xp.zeros(total, dtype=params[0].dtype) for _ in range(3))
+        self.g = xp.zeros(total, dtype=params[0].dtype) if xp is not backend.np else None
+        self.plan = _gather_plan(sizes) if xp is backend.np else None
         self.views, self.parts, off = [], [], 0
         for p, st, n in zip(params, states, sizes):
             part = slice(off, off + n)
@@ -179,30 +183,50 @@ class FlatGroup:
         xp = self.xp
         if write_hyper:                                   # read by the GPU kernel (CPU: 2 scalars)
             self.write_hyper(group["lr"], t)
-        grads = self.g
-        if xp is backend.np:
-            xp.concatenate([a.grad.data.reshape(-1) for a in group["params"]], out=grads)
-        else:   # one copy per gradient: CuPy's many-array concatenate sends a pointer table from the host
-            for a, part in zip(group["params"], self.parts):
-                grads[part] = a.grad.data.reshape(-1)
         b1, b2 = group["betas"]
         wd = group["weight_decay"]
+        if xp is backend.np:
+            self._step_cpu([a.grad.data.reshape(-1) for a in group["params"]],
+                           _adam_constants(group["lr"], b1, b2, group["eps"], wd, t, decoupled))
+            return
+        for a, part in zip(group["params"], self.parts):   # one copy each: CuPy's many-array concatenate
+            self.g[part] = a.grad.data.reshape(-1)          # sends a pointer table from the host
         l2, dwd = (0.0, wd) if decoupled else (wd, 0.0)
-        if xp is not backend.np:
-            gpu_kernels.adam_update()(grads, self.hyper, b1, b2, group["eps"], l2, dwd,
-                                      self.p, self.m, self.v)
-        else:
-            _adam_arrays(xp, (self.p, grads, self.m, self.v), group["lr"], b1, b2, group["eps"], wd,
-                         t, decoupled)
+        gpu_kernels.adam_update()(self.g, self.hyper, b1, b2, group["eps"], l2, dwd, self.p, self.m, self.v)
+
+    def _step_cpu(self, grads, constants):
+        """Block by block: copy the gradients' pieces of the block into scratch, then update it."""
+        np = backend.np
+        g_blk = np.empty(self.plan[0][0].stop - self.plan[0][0].start, dtype=self.p.dtype)
+        tmp = np.empty_like(g_blk)
+        for b, pieces in self.plan:
+            n = b.stop - b.start                          # the last block may be shorter
+            for i, src, dst in pieces:
+                g_blk[dst] = grads[i][src]
+            _adam_block(np, self.p[b], g_blk[:n], self.m[b], self.v[b], tmp[:n], *constants)
+
+
+def _gather_plan(sizes):
+    """[(block slice of the flat arrays, [(parameter index, source slice, slice in the block)])].
+
+    Blocks are ``backend.cache_blocks`` of the flat arrays; a parameter may span several.
+    """
+    starts = [0]
+    for n in sizes:
+        starts.append(starts[-1] + n)
+    plan = []
+    for b in backend.cache_blocks(starts[-1], backend.np):
+        lo, hi = b.start, min(b.stop, starts[-1])
+        pieces = [(i, slice(max(lo, s) - s, min(hi, e) - s), slice(max(lo, s) - lo, min(hi, e) - lo))
+                  for i, (s, e) in enumerate(zip(starts, starts[1:])) if s < hi and e > lo]
+        plan.append((slice(lo, hi), pieces))
+    return plan
 
 
 def _adam_arrays(xp, arrays, lr, b1, b2, eps, wd, t, decoupled):
     """The Adam update of arrays (p, g, m, v) at step t (block by block on the CPU)."""
     arr = arrays[0]
-    c = math.sqrt(1.0 - b2 ** t)
-    step = -lr * c / (1.0 - b1 ** t)
-    decay = 1.0 - lr * wd if decoupled else 1.0
-    l2 = 0.0 if decoupled else wd
+    constants = _adam_constants(lr, b1, b2, eps, wd, t, decoupled)
     if all(a.flags.c_contiguous for a in arrays):           # flat views, updated block by block
         arrays = tuple(a.reshape(-1) for a in arrays)
         blocks = backend.cache_blocks(arr.size, xp)
@@ -212,7 +236,16 @@ def _adam_arrays(xp, arrays, lr, b1, b2, eps, wd, t, decoupled):
     for b in blocks:
         p_b, g_b, m_b, v_b = (a[b] for a in arrays)
         scratch = tmp[:p_b.size].reshape(p_b.shape)          # the last block may be shorter
-        _adam_block(xp, p_b, g_b, m_b, v_b, scratch, b1, b2, eps * c, step, decay, l2)
+        _adam_block(xp, p_b, g_b, m_b, v_b, scratch, *constants)
+
+
+def _adam_constants(lr, b1, b2, eps, wd, t, decoupled):
+    """(b1, b2, eps c, step, decay, l2) for ``_adam_block`` at step t, c = sqrt(1 - b2^t)."""
+    c = math.sqrt(1.0 - b2 ** t)
+    step = -lr * c / (1.0 - b1 ** t)
+    decay = 1.0 - lr * wd if decoupled else 1.0
+    l2 = 0.0 if decoupled else wd
+    return b1, b2, eps * c, step, decay, l2
 
 
 def _adam_block(xp, p, g, m, v, tmp, b1, b2, eps_c, step, decay, l2):
