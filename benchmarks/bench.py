@@ -7,7 +7,10 @@
 Threads: NumPy's BLAS (OpenBLAS, MKL) reads OPENBLAS_NUM_THREADS / OMP_NUM_THREADS /
 MKL_NUM_THREADS when it loads, so this script sets them from ``--threads`` before
 importing NumPy; PyTorch gets ``torch.set_num_threads(--threads)``.  Both
-frameworks run in this same process on the same batches.  On the CPU peak memory is
+frameworks run in this same process on the same batches; on the CPU their
+training steps alternate, so a slow spell of the machine hits both alike.
+Source lengths spread over [S/2, S] as in the task (``--full-length``: no
+padding, which minitx would skip on the CPU).  On the CPU peak memory is
 the peak RSS of a separate short training process per framework (``--memory-child``);
 on the GPU it is the peak memory each framework's allocator reserved during the timed
 training steps, measured in this process.
@@ -39,6 +42,8 @@ PARSER.add_argument("--capture", action="store_true",
                     help="GPU: also time minitx's whole training step as one CUDA graph")
 PARSER.add_argument("--tf32", action="store_true",
                     help="GPU: let minitx and PyTorch run float32 matmuls in TF32 (default: full float32)")
+PARSER.add_argument("--full-length", action="store_true",
+                    help="every source at full length: no padding (minitx skips padding on the CPU)")
 PARSER.add_argument("--no-reference", action="store_true", help="skip x-transformers even if installed")
 PARSER.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
 PARSER.add_argument("--json", default=None, help="write the results to this file")
@@ -101,21 +106,37 @@ def memory_child(framework, config):
     print(json.dumps({"peak_rss_mb": peak, "after_setup_mb": base, "training_mb": peak - base}))
 
 
-def measure(cls, cfg, name):
-    """Time one framework on ``cfg``: (rows, GPU reserved MB or None, CPU matmul share or None)."""
-    gpu_mem = GPU and not ARGS.no_memory
-    if gpu_mem:
-        cls.reset_gpu_memory()
-    runner = cls(cfg, ARGS.device)
-    rows, batches = time_training(runner, cfg, ARGS.repeats, ARGS.warmup)
-    reserved = cls.gpu_reserved_mb() if gpu_mem else None
-    # op_timer clocks the host side only, which says nothing while GPU kernels run asynchronously.
-    frac = runner.matmul_fraction(batches[:5]) if cls is MinitxRunner and not GPU else None
+def measure(classes, cfg, name):
+    """Time each framework in ``classes`` on ``cfg``: [(rows, GPU reserved MB or None, CPU matmul share or None)].
+
+    On the CPU the frameworks' training steps alternate (``time_training``).
+    On the GPU they run one after the other, so each one's reserved memory is its own.
+    """
+    if not GPU:
+        runners = [cls(cfg, ARGS.device) for cls in classes]
+        all_rows, batches = time_training(runners, cfg, ARGS.repeats, ARGS.warmup, ARGS.full_length)
+        return [(extras(runner, rows, cfg, name), None,
+                 runner.matmul_fraction(batches[:5]) if isinstance(runner, MinitxRunner) else None)
+                for runner, rows in zip(runners, all_rows)]
+    out = []
+    for cls in classes:
+        if not ARGS.no_memory:
+            cls.reset_gpu_memory()
+        runner = cls(cfg, ARGS.device)
+        (rows,), batches = time_training([runner], cfg, ARGS.repeats, ARGS.warmup, ARGS.full_length)
+        reserved = None if ARGS.no_memory else cls.gpu_reserved_mb()
+        # op_timer clocks the host side only, which says nothing while GPU kernels run asynchronously.
+        out.append((extras(runner, rows, cfg, name), reserved, None))
+    return out
+
+
+def extras(runner, rows, cfg, name):
+    """``rows`` plus the one-sync step (with --capture) and generation (in --gen-configs)."""
     if ARGS.capture:
         rows["train step (1 sync)"] = time_whole_steps(runner, cfg, ARGS.repeats, ARGS.warmup)
     if name in ARGS.gen_configs:
         rows.update(time_generation(runner, cfg, ARGS.gen_batch, ARGS.gen_repeats))
-    return rows, reserved, frac
+    return rows
 
 
 def measure_captured(cfg):
@@ -134,7 +155,8 @@ def measure_captured(cfg):
 
 def run_config(name, ref):
     cfg = CONFIGS[name]
-    rows, mem, frac = measure(MinitxRunner, cfg, name)
+    measured = measure([MinitxRunner, TorchRunner] if ref else [MinitxRunner], cfg, name)
+    (rows, mem, frac), theirs = measured[0], measured[1] if ref else None
     entry = {"minitx": rows, "x_transformers": {}, "matmul_fraction": frac}
     if GPU and not ARGS.no_memory:
         entry["memory"] = {"unit": "GPU reserved MB", "minitx": mem}
@@ -147,7 +169,7 @@ def run_config(name, ref):
         if "memory" in entry:
             entry["memory"]["minitx (CUDA graph)"] = graph_mem
     if ref:
-        entry["x_transformers"], their_mem, _ = measure(TorchRunner, cfg, name)
+        entry["x_transformers"], their_mem, _ = theirs
         if "memory" in entry:
             entry["memory"]["x_transformers"] = their_mem
     if not GPU and not ARGS.no_memory:
@@ -219,10 +241,11 @@ def main():
     precision = set_precision(ref)
     results = {"device": ARGS.device, "device_name": device_name, "threads": ARGS.threads,
                "repeats": ARGS.repeats, "warmup": ARGS.warmup, "matmul_precision": precision,
-               "capture": ARGS.capture, "reference": ref, "configs": {}}
+               "capture": ARGS.capture, "reference": ref, "full_length": ARGS.full_length, "configs": {}}
     print(f"device {ARGS.device}{f' ({device_name})' if GPU else ''}, {ARGS.threads} threads, {precision} matmuls"
           + (", CUDA-graph rows" if ARGS.capture else "")
           + f", {ARGS.repeats} timed steps after {ARGS.warmup} warm-up"
+          + (", full-length sources (no padding)" if ARGS.full_length else "")
           + ("" if ref else f"; {problem}: minitx only"))
     if ARGS.capture:
         print("(CUDA graph) ratio is against x-transformers' eager 'train step (1 sync)'")

@@ -17,13 +17,19 @@ PAD, BOS, EOS = 0, 1, 2
 CAPTURE_WARMUP = 3    # eager calls CapturedStep makes before the call that captures the graph
 
 
-def make_batches(cfg, n, seed=0):
-    """``n`` reverse-copy batches: (src (B, S), tgt (B, S+2) with -100 labels, mask (B, S))."""
+def make_batches(cfg, n, seed=0, full_length=False):
+    """``n`` reverse-copy batches: (src (B, S), tgt (B, S+2) with -100 labels, mask (B, S)).
+
+    Source lengths are uniform in [S/2, S] (a quarter of the positions are
+    padding), or all S with ``full_length``.
+    """
     g = np.random.default_rng(seed)
     out = []
     S = cfg.src_len
     for _ in range(n):
         lens = g.integers(S // 2, S + 1, size=cfg.batch)
+        if full_length:
+            lens[:] = S
         pos = np.arange(S)
         mask = pos[None, :] < lens[:, None]
         src = np.where(mask, g.integers(3, cfg.vocab, size=(cfg.batch, S)), PAD)

@@ -175,7 +175,9 @@ def test_collapse_modules_on_a_tiny_xtransformer(device):
     full = dot_nodes(graph.to_dot(loss, params=model))
     collapsed_dot = graph.to_dot(loss, params=model, collapse_modules=True, collapse_depth=2)
     collapsed = dot_nodes(collapsed_dot)
-    assert len(full) > 60 and len(collapsed) <= 10
+    # <= 10 module and op nodes, + 2 on the CPU: the encoder skips the padded source positions
+    # (TakeRows/PutRows and their reshapes at the XTransformer's own level)
+    assert len(full) > 60 and len(collapsed) <= (10 if device == "gpu" else 12)
     labels = " ".join(collapsed.values())
     for name in ("decoder.net: TransformerWrapper", "encoder.attn_layers: Encoder",
                  "encoder.token_emb: Embedding", "CrossEntropy"):

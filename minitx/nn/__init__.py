@@ -1,5 +1,6 @@
 """Layers and models: ``Module``, ``Parameter``, the building blocks and the encoder-decoder."""
 from .attention import Attention, KVCache, causal_mask
+from .packing import RowPacking
 from .encoder_decoder import EncoderDecoder, XTransformer, drop_context_tokens, sample
 from .layers import (AbsolutePositionalEmbedding, Dropout, Embedding, FeedForward, LayerNorm, Linear,
                      SinusoidalPositionalEmbedding)
@@ -10,4 +11,4 @@ __all__ = ["Module", "ModuleList", "Parameter", "Linear", "Embedding", "LayerNor
            "FeedForward", "AbsolutePositionalEmbedding", "SinusoidalPositionalEmbedding", "Attention",
            "KVCache", "causal_mask", "Block", "AttentionLayers", "Encoder", "Decoder",
            "TransformerWrapper", "AutoregressiveWrapper", "EncoderDecoder", "XTransformer",
-           "drop_context_tokens", "sample"]
+           "drop_context_tokens", "sample", "RowPacking"]

@@ -12,7 +12,7 @@ from .. import backend
 from ..autograd import ops
 from ..autograd.ops.nn import dropout_mask
 from ..autograd.tensor import Tensor
-from ..errors import DTypeError, ShapeError, check_probability
+from ..errors import DTypeError, InputError, ShapeError, check_probability
 from .layers import Linear, check_input
 from .module import Module
 
@@ -85,27 +85,34 @@ class Attention(Module):
         b = None if layers[0].bias is None else ops.concat([m.bias for m in layers], axis=0)
         return ops.linear(x, w, b)
 
-    def forward(self, x, context=None, mask=None, context_mask=None, attn_mask=None, cache=None):
-        """x (B, T, D) -> (B, T, D).
+    def forward(self, x, context=None, mask=None, context_mask=None, attn_mask=None, cache=None, packing=None):
+        """x (B, T, D) -> (B, T, D); with ``packing``, x (N, D) -> (N, D).
 
         mask          (B, S) padding mask of the keys for self-attention (S = T
                       without a cache; cached + new positions with one)
         context_mask  (B, S) padding mask of ``context`` for cross-attention
         attn_mask     (B, T, S) full boolean mask, combined with the others
         cache         a KVCache to read and extend (incremental decoding)
+        packing       a ``RowPacking`` of (B, T): x holds only its N kept
+                      positions, which are also the only keys of self-attention
         """
-        self._check_3d("x", x, self.to_q)
-        B, T, _ = x.shape
+        if packing is None:
+            self._check_3d("x", x, self.to_q)
+            B, T, _ = x.shape
+        else:
+            self._check_packed(x, packing, cache)
+            B, T = packing.batch, packing.length
         is_cross = context is not None
         if is_cross:
             self._check_3d("context", context, self.to_k)
             if context.shape[0] != B:
                 raise ShapeError(f"context has batch size {context.shape[0]} but x has {B}")
+        unpack = (lambda h: h) if packing is None else packing.unpack          # (N, F) -> (B, T, F)
         if not is_cross and cache is None:
-            inputs = (self._project(x, (self.to_q, self.to_k, self.to_v)),)     # (B, T, 3I)
+            inputs = (unpack(self._project(x, (self.to_q, self.to_k, self.to_v))),)   # (B, T, 3I)
             S = T
         else:
-            q = self.to_q(x)                                                    # (B, T, I)
+            q = unpack(self.to_q(x))                                            # (B, T, I)
             if is_cross and cache is not None and cache.kv is not None:
                 kv = cache.kv                                                   # computed once
             else:
@@ -116,12 +123,15 @@ class Attention(Module):
                     cache.kv = kv
             inputs = (q, kv)
             S = kv.shape[1]
-        keep = self._keep_mask(x.xp, x.device, B, T, S, is_cross, mask, context_mask, attn_mask)
+        keep = self._keep_mask(x.xp, x.device, B, T, S, is_cross, mask, context_mask, attn_mask,
+                               None if packing is None else packing.keep)
         drop = None
         if self.training and self.dropout > 0:
             drop = dropout_mask((B, self.heads, T, S), self.dropout, x.device, x.dtype)   # on the probabilities
         out = ops.scaled_dot_product_attention(*inputs, heads=self.heads, scale=self.scale,
                                                keep=keep, dropout_mask=drop)    # (B, T, H*E)
+        if packing is not None:
+            out = packing.pack(out)                                             # (N, H*E)
         return self.to_out(out)
 
     def _check_3d(self, name, t, proj):
@@ -133,11 +143,28 @@ class Attention(Module):
         raise ShapeError(f"Attention({self.extra_repr()}): {name} must be a Tensor of shape (batch, "
                          f"length, {proj.in_features}) with batch >= 1, got {shape}")
 
-    def _keep_mask(self, xp, dev, B, T, S, is_cross, mask, context_mask, attn_mask):
-        """Combine padding, causal and full masks into one (B|1, 1, T|1, S) boolean array or None."""
+    def _check_packed(self, x, packing, cache):
+        """With ``packing``, x must be (N, D) rows: N = packing.rows; no cache."""
+        if cache is not None:
+            raise InputError("Attention: packing (skipped padding) and a KV cache cannot be combined; "
+                             "decode with packing=None")
+        if not (isinstance(x, Tensor) and x.ndim == 2 and x.shape[0] == packing.rows):
+            shape = x.shape if isinstance(x, Tensor) else type(x).__name__
+            raise ShapeError(f"Attention({self.extra_repr()}): with packing, x must be a Tensor of shape "
+                             f"({packing.rows}, {self.to_q.in_features}) (the kept positions), got {shape}")
+        check_input(self, x, self.to_q.in_features, self.to_q.weight)
+
+    def _keep_mask(self, xp, dev, B, T, S, is_cross, mask, context_mask, attn_mask, packed=None):
+        """Combine padding, causal and full masks into one (B|1, 1, T|1, S) boolean array or None.
+
+        ``packed`` (B, T): the positions a RowPacking keeps; for self-attention
+        the others are padding keys too.
+        """
         keep = None
         pad = context_mask if is_cross else mask
         pad = _check_mask("context_mask" if is_cross else "mask", pad, (B, S), dev)
+        if packed is not None and not is_cross and pad is not packed:
+            pad = packed if pad is None else pad & packed
         if pad is not None:
             keep = pad[:, None, None, :]                                        # (B, 1, 1, S)
         if self.causal:

@@ -19,6 +19,7 @@ from ..errors import InputError, ShapeError, check_probability
 from .transformer import (AutoregressiveWrapper, Decoder, Encoder, TransformerWrapper, as_array, bool_mask,
                           token_ids)
 from .module import Module
+from .packing import packing_for
 
 
 class EncoderDecoder(Module):
@@ -32,6 +33,10 @@ class EncoderDecoder(Module):
     ``ignore_index`` marks target positions left out of the loss (and replaced
     by ``pad_value`` in the decoder input); ``cross_attn_tokens_dropout`` drops
     that fraction of encoder tokens from cross-attention during training.
+    ``skip_padding`` (default True) computes nothing for padded positions on
+    the CPU: source positions where ``mask`` is False and target positions
+    after each row's last scored label (``minitx/nn/packing.py``); the loss
+    and gradients are the same, the work is less.
     """
 
     def __init__(self, *, dim, enc_num_tokens, enc_max_seq_len, dec_num_tokens, dec_max_seq_len,
@@ -40,7 +45,7 @@ class EncoderDecoder(Module):
                  dec_depth=6, dec_heads=8, dec_dim_head=64, dec_ff_mult=4, dec_attn_dropout=0.0,
                  dec_ff_dropout=0.0, dec_resid_dropout=0.0, dec_emb_dropout=0.0,
                  tie_token_emb=False, ignore_index=-100, pad_value=0, label_smoothing=0.0,
-                 cross_attn_tokens_dropout=0.0):
+                 cross_attn_tokens_dropout=0.0, skip_padding=True):
         super().__init__()
         check_probability("XTransformer", "cross_attn_tokens_dropout", cross_attn_tokens_dropout)
         self.encoder = TransformerWrapper(
@@ -59,12 +64,22 @@ class EncoderDecoder(Module):
                                  f"{enc_num_tokens} and {dec_num_tokens}")
             decoder.token_emb = self.encoder.token_emb
         self.decoder = AutoregressiveWrapper(decoder, ignore_index=ignore_index, pad_value=pad_value,
-                                             label_smoothing=label_smoothing)
+                                             label_smoothing=label_smoothing, skip_padding=skip_padding)
+        self.skip_padding = skip_padding
         self.cross_attn_tokens_dropout = cross_attn_tokens_dropout
 
     def encode(self, src, mask=None):
-        """src (B, S) ints -> encoder output (B, S, D)."""
-        return self.encoder(src, mask=mask, return_embeddings=True)
+        """src (B, S) ints -> encoder output (B, S, D).
+
+        Positions where ``mask`` is False hold nothing meaningful: with
+        ``skip_padding`` (on the CPU) they are not computed and hold zeros.
+        """
+        dev = self.device
+        src = token_ids(src, "src", self.encoder.num_tokens, dev)
+        mask = bool_mask(mask, "mask", src.shape, dev)
+        packing = packing_for(mask) if self.skip_padding else None          # None on the GPU
+        h = self.encoder(src, mask=mask, return_embeddings=True, packing=packing)   # (B, S, D) | (N, D)
+        return h if packing is None else packing.unpack(h)
 
     def forward(self, src, tgt, mask=None):
         """Teacher-forced loss: src (B, S), tgt (B, T+1), mask (B, S) bool (True = real token)."""

@@ -19,6 +19,7 @@ from ..errors import DeviceError, DTypeError, InputError, ShapeError
 from .attention import Attention, KVCache
 from .layers import AbsolutePositionalEmbedding, Dropout, Embedding, FeedForward, LayerNorm, Linear, as_array
 from .module import Module, ModuleList
+from .packing import packing_for, rows_before_last_label
 
 
 class Block(Module):
@@ -35,12 +36,16 @@ class Block(Module):
         self.ff = FeedForward(dim, mult=ff_mult, dropout=ff_dropout)
         self.resid_dropout = Dropout(resid_dropout)
 
-    def forward(self, x, mask=None, context=None, context_mask=None, cache=None):
-        """x (B, T, D), context (B, S, D) -> (B, T, D); ``cache`` a (self, cross) KVCache pair."""
+    def forward(self, x, mask=None, context=None, context_mask=None, cache=None, packing=None):
+        """x (B, T, D), context (B, S, D) -> (B, T, D); ``cache`` a (self, cross) KVCache pair.
+
+        With ``packing`` (a RowPacking of (B, T)), x holds the kept positions: (N, D) -> (N, D).
+        """
         self_cache, cross_cache = cache if cache is not None else (None, None)
-        x = x + self.resid_dropout(self.attn(self.attn_norm(x), mask=mask, cache=self_cache))
+        x = x + self.resid_dropout(self.attn(self.attn_norm(x), mask=mask, cache=self_cache, packing=packing))
         if self.cross_attn is not None:
-            h = self.cross_attn(self.cross_norm(x), context=context, context_mask=context_mask, cache=cross_cache)
+            h = self.cross_attn(self.cross_norm(x), context=context, context_mask=context_mask, cache=cross_cache,
+                                packing=packing)
             x = x + self.resid_dropout(h)
         return x + self.resid_dropout(self.ff(self.ff_norm(x)))
 
@@ -57,13 +62,16 @@ class AttentionLayers(Module):
             for _ in range(depth))
         self.final_norm = LayerNorm(dim, bias=False)
 
-    def forward(self, x, mask=None, context=None, context_mask=None, cache=None):
-        """x (B, T, D) -> (B, T, D); ``cache`` a list with one KVCache pair per layer."""
+    def forward(self, x, mask=None, context=None, context_mask=None, cache=None, packing=None):
+        """x (B, T, D) -> (B, T, D); ``cache`` a list with one KVCache pair per layer.
+
+        With ``packing`` (a RowPacking of (B, T)), x holds the kept positions: (N, D) -> (N, D).
+        """
         if self.cross_attend and context is None:
             raise InputError("this decoder cross-attends: pass context=(B, S, D) encoder output")
         for i, layer in enumerate(self.layers):
             x = layer(x, mask=mask, context=context, context_mask=context_mask,
-                      cache=None if cache is None else cache[i])
+                      cache=None if cache is None else cache[i], packing=packing)
         return self.final_norm(x)
 
     def new_cache(self):
@@ -170,11 +178,14 @@ class TransformerWrapper(Module):
         self.attn_layers = attn_layers
         self.to_logits = Linear(dim, num_tokens, bias=False) if logits else None
 
-    def forward(self, x, mask=None, context=None, context_mask=None, cache=None, return_embeddings=False):
+    def forward(self, x, mask=None, context=None, context_mask=None, cache=None, return_embeddings=False,
+                packing=None):
         """x (B, T) ints -> logits (B, T, V), or embeddings (B, T, D) with ``return_embeddings``.
 
         With a ``cache`` (from ``attn_layers.new_cache()``), ``x`` holds only the
-        new positions, which continue after the cached ones.
+        new positions, which continue after the cached ones.  With ``packing``
+        (a RowPacking of (B, T), see ``packing.py``) only its N kept positions
+        are computed: logits (N, V) or embeddings (N, D), batch-major.
         """
         dev = self.token_emb.weight.device
         ids = token_ids(x, "tokens", self.num_tokens, dev)
@@ -182,11 +193,16 @@ class TransformerWrapper(Module):
         offset = 0 if cache is None else cache[0][0].length
         mask = bool_mask(mask, "mask", (B, offset + T), dev)             # with a cache: every key so far
         h = self.token_emb(ids) + self.pos_emb(T, offset)                    # (B, T, D)
+        if packing is not None:
+            if (packing.batch, packing.length) != (B, T):
+                raise ShapeError(f"packing is for a ({packing.batch}, {packing.length}) batch but the "
+                                 f"tokens have shape {(B, T)}")
+            h = packing.pack(h)                                              # (N, D)
         h = self.attn_layers(self.emb_dropout(h), mask=mask, context=context,
-                             context_mask=context_mask, cache=cache)
+                             context_mask=context_mask, cache=cache, packing=packing)
         if return_embeddings or self.to_logits is None:
             return h
-        return self.to_logits(h)                                             # (B, T, V)
+        return self.to_logits(h)                                             # (B, T, V) or (N, V)
 
 
 class AutoregressiveWrapper(Module):
@@ -194,13 +210,16 @@ class AutoregressiveWrapper(Module):
 
     Feeds ``tgt[:, :-1]`` (with ``ignore_index`` replaced by ``pad_value``) and
     scores the predictions against ``tgt[:, 1:]``; the mean cross-entropy skips
-    labels equal to ``ignore_index``.
+    labels equal to ``ignore_index``.  With ``skip_padding`` (on the CPU), the
+    positions after each row's last scored label are not computed at all
+    (``packing.py``): same loss and gradients, less work.
     """
 
-    def __init__(self, net, ignore_index=-100, pad_value=0, label_smoothing=0.0):
+    def __init__(self, net, ignore_index=-100, pad_value=0, label_smoothing=0.0, skip_padding=True):
         super().__init__()
         self.net = net
         self.ignore_index, self.pad_value, self.label_smoothing = ignore_index, pad_value, label_smoothing
+        self.skip_padding = skip_padding
 
     def forward(self, tgt, context=None, context_mask=None):
         """tgt (B, T+1) ints -> scalar loss."""
@@ -216,7 +235,12 @@ class AutoregressiveWrapper(Module):
         if inp.shape[1] > self.net.max_seq_len:
             raise ShapeError(f"tgt has length {data.shape[1]}: the decoder reads {inp.shape[1]} positions "
                              f"but its max_seq_len is {self.net.max_seq_len}")
-        logits = self.net(inp, context=context, context_mask=context_mask)   # (B, T, V)
+        packing = None
+        if self.skip_padding and self.net.token_emb.weight.device == "cpu":     # see packing.py
+            packing = packing_for(rows_before_last_label(labels, self.ignore_index))
+        logits = self.net(inp, context=context, context_mask=context_mask, packing=packing)  # (B, T, V) | (N, V)
         labels = to_model_device(labels, "tgt", logits.device)
+        if packing is not None:
+            labels = labels.reshape(-1)[packing.index]                           # (N,)
         return ops.cross_entropy(logits, labels, ignore_index=self.ignore_index,
                                  label_smoothing=self.label_smoothing)

@@ -1,7 +1,7 @@
 """Every differentiable op, as a plain function of Tensors.
 
 Each family lives in its own file (elementwise, activations, reduce, shape, linalg,
-nn, norm, attention); a
+nn, norm, attention, rows); a
 file holds the ``Function`` subclasses and, below them, these wrappers.
 """
 from .activations import gelu, relu, sigmoid, tanh
@@ -12,6 +12,7 @@ from .linalg import linear, matmul
 from .nn import cross_entropy, dropout, embedding, log_softmax, masked_softmax, softmax
 from .norm import layer_norm
 from .reduce import logsumexp, max, mean, sum
+from .rows import put_rows, take_rows
 from .shape import (concat, expand, getitem, permute, reshape, squeeze, stack,
                     transpose, unsqueeze)
 
@@ -20,5 +21,5 @@ __all__ = [
     "pow", "relu", "sigmoid", "sqrt", "sub", "tanh", "where", "linear", "matmul", "cross_entropy",
     "dropout", "embedding", "layer_norm", "log_softmax", "masked_softmax", "softmax",
     "scaled_dot_product_attention", "logsumexp", "max", "mean", "sum", "concat", "expand", "getitem", "permute",
-    "reshape", "squeeze", "stack", "transpose", "unsqueeze",
+    "put_rows", "reshape", "squeeze", "stack", "take_rows", "transpose", "unsqueeze",
 ]
