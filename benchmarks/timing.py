@@ -50,16 +50,16 @@ def time_training(runners, cfg, repeats, warmup, full_length=False):
     return rows, batches
 
 
-def time_whole_steps(runner, cfg, repeats, warmup):
+def time_whole_steps(runner, cfg, repeats, warmup, full_length=False):
     """Median etc. of ``repeats`` whole steps (one sync each) after ``warmup`` untimed ones."""
-    batches = make_batches(cfg, warmup + repeats)
+    batches = make_batches(cfg, warmup + repeats, full_length=full_length)
     for b in batches[:warmup]:
         runner.whole_step(b)
     return tokens_per_s(stats([runner.whole_step(b) for b in batches[warmup:]]), cfg)
 
 
-def time_generation(runner, cfg, n, repeats):
-    src, _, mask = make_batches(cfg, 1, seed=1)[0]
+def time_generation(runner, cfg, n, repeats, full_length=False):
+    src, _, mask = make_batches(cfg, 1, seed=1, full_length=full_length)[0]
     reps = -(-n // cfg.batch)
     src, mask = np.tile(src, (reps, 1))[:n], np.tile(mask, (reps, 1))[:n]
     runner.generate(src[:8], mask[:8], 4, True)                            # warm-up

@@ -63,6 +63,17 @@ def test_row_ops_second_derivatives(device, case):
     np.testing.assert_allclose(ggx.numpy(), want)
 
 
+@given(rows_and_index())
+def test_put_rows_second_derivatives(device, case):
+    a, index = case
+    h = tensor(a[:len(index)], device, grad=True)
+    idx = minitx.backend.to_device(index, device)
+    w = tensor(np.arange(a.size).reshape(a.shape) + 1.0, device)
+    (gh,) = grad((minitx.put_rows(h * h, idx, a.shape[0]) * w).sum(), [h], create_graph=True)   # 2 h w[index]
+    (ggh,) = grad(gh.sum(), [h])
+    np.testing.assert_allclose(ggh.numpy(), 2 * w.numpy()[index])
+
+
 def test_row_ops_check_their_arguments(T):
     x = T(np.ones((3, 2)))
     with pytest.raises(minitx.InputError, match="index must be a 1-D integer array"):
@@ -71,8 +82,19 @@ def test_row_ops_check_their_arguments(T):
         minitx.take_rows(x, np.array([[0, 1]]))
     with pytest.raises(minitx.ShapeError, match="index has 1 row numbers but h has 3 rows"):
         minitx.put_rows(x, np.array([0]), 4)
-    with pytest.raises(minitx.ShapeError, match="at least one axis"):
+    with pytest.raises(minitx.ShapeError, match="x must have at least one axis"):
         minitx.take_rows(T(1.0), np.array([0]))
+    with pytest.raises(minitx.ShapeError, match="h must have at least one axis"):
+        minitx.put_rows(T(1.0), np.array([0]), 2)
+    if minitx.backend.device_of(x.data) == "cpu":       # values are checked on host arrays
+        with pytest.raises(minitx.InputError, match="repeats a row number"):
+            minitx.take_rows(x, np.array([0, 0]))
+        with pytest.raises(minitx.InputError, match="outside \\[0, 3\\)"):
+            minitx.take_rows(x, np.array([-1]))
+        with pytest.raises(minitx.InputError, match="outside \\[0, 2\\)"):
+            minitx.put_rows(x, np.array([0, 1, 2]), 2)
+    with pytest.raises(minitx.InputError, match="rows .* must be an integer >= 0"):
+        minitx.put_rows(x, np.array([0, 1, 2]), 3.0)
 
 
 # ------------------------------------------------------------------ RowPacking
@@ -93,8 +115,12 @@ def test_row_packing_checks_shapes():
         p.pack(minitx.tensor(np.ones((2, 3, 4))))
     with pytest.raises(minitx.ShapeError, match=r"expected \(3, features\)"):
         p.unpack(minitx.tensor(np.ones((4, 4))))
-    with pytest.raises(minitx.ShapeError, match="boolean mask"):
+    with pytest.raises(minitx.ShapeError, match=r"expected \(2, 2, features\)"):
+        p.pack(minitx.tensor(np.ones((2, 2))))
+    with pytest.raises(minitx.DTypeError, match="boolean mask"):
         RowPacking(np.ones((2, 2), int))
+    with pytest.raises(minitx.ShapeError, match="length\\) mask"):
+        RowPacking(np.ones(3, bool))
 
 
 def test_packing_for_skips_only_when_it_saves_work():
@@ -150,7 +176,7 @@ def test_skipping_padding_gives_the_same_loss_and_gradients(batch, depth):
         np.testing.assert_allclose(grads1[name], g, rtol=1e-9, atol=1e-12, err_msg=name)
 
 
-def test_skipping_padding_computes_fewer_rows():
+def test_skipping_padding_computes_fewer_rows(monkeypatch):
     """The test above can pass with packing silently off: count the rows the linears see."""
     from minitx.autograd.ops.linalg import Linear
     seen = []
@@ -159,16 +185,13 @@ def test_skipping_padding_computes_fewer_rows():
     def counting(self, x, *rest):
         seen.append(x.reshape(-1, x.shape[-1]).shape[0])
         return forward(self, x, *rest)
+    monkeypatch.setattr(Linear, "forward", counting)
     src = np.array([[3, 4, 5, 6], [3, 4, 0, 0]])
     tgt = np.array([[1, 6, 5, 4, 3, 2], [1, 4, 3, 2, -100, -100]])
     mask = src != 0
     for skip in (False, True):
         seen.clear()
-        Linear.forward = counting
-        try:
-            tiny(skip)(src, tgt, mask=mask)
-        finally:
-            Linear.forward = forward
+        tiny(skip)(src, tgt, mask=mask)
         if skip:
             assert max(seen) < 2 * 5 and 6 in seen      # 6 real source rows of 8, 8 decoder rows of 10
         else:
@@ -213,3 +236,42 @@ def test_packed_attention_treats_skipped_positions_as_padding_keys(B, L, causal,
     got = attn(p.pack(minitx.tensor(x)), packing=p).numpy()                       # (N, 6)
     want = attn(minitx.tensor(x), mask=keep).numpy()[keep]
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_attention_dropout_draws_the_same_masks_packed_or_not():
+    """Attention dropout keeps the (B, H, T, S) layout: the same draws, so the same loss exactly."""
+    src = np.array([[3, 4, 5], [3, 0, 6]])
+    tgt = np.array([[1, 5, 4, 3], [1, 3, -100, -100]])
+    losses = []
+    for skip in (False, True):
+        model = tiny(skip, enc_attn_dropout=0.3, dec_attn_dropout=0.3)
+        model.train()
+        minitx.manual_seed(5)
+        losses.append(model(src, tgt, mask=src != 0).item())
+    assert losses[1] == pytest.approx(losses[0], rel=1e-12)
+
+
+@given(padded_batches())
+def test_generation_is_the_same_with_or_without_skipping(batch):
+    src, _, mask = batch
+    start = np.ones((src.shape[0], 1), int)
+    outs = [tiny(skip).generate(src, start, 4, mask=mask, temperature=0.0) for skip in (False, True)]
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_no_source_mask_packs_only_the_decoder():
+    src = np.array([[3, 4, 5], [3, 2, 6]])
+    tgt = np.array([[1, 5, 4, 3], [1, 3, -100, -100]])
+    loss0, grads0 = loss_and_grads(tiny(False), src, tgt, None)
+    loss1, grads1 = loss_and_grads(tiny(True), src, tgt, None)
+    assert loss1 == pytest.approx(loss0, rel=1e-12)
+    for name, g in grads0.items():
+        np.testing.assert_allclose(grads1[name], g, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+def test_skip_padding_is_one_switch_for_encoder_and_decoder():
+    model = tiny(True)
+    model.skip_padding = False
+    assert model.skip_padding is False and model.decoder.skip_padding is False
+    src = np.array([[3, 4, 0]])
+    assert (model.encode(src, mask=src != 0).numpy()[0, 2] != 0).all()   # computed: not skipped

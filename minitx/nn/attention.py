@@ -6,7 +6,9 @@ Masks use True = attend.  Masked scores are set to the dtype's most negative
 finite value (never -inf), and a query whose keys are all masked outputs zeros
 with zero gradient.  The arithmetic is one fused op,
 ``minitx.autograd.ops.attention.ScaledDotProductAttention``; this module projects,
-builds the masks and keeps the cache.
+builds the masks and keeps the cache.  With a ``RowPacking`` (``packing.py``) the
+input holds only the real positions (N, D); the projections run on those rows and
+are spread back to (B, T) for the fused op.
 """
 from .. import backend
 from ..autograd import ops

@@ -36,7 +36,9 @@ class EncoderDecoder(Module):
     ``skip_padding`` (default True) computes nothing for padded positions on
     the CPU: source positions where ``mask`` is False and target positions
     after each row's last scored label (``minitx/nn/packing.py``); the loss
-    and gradients are the same, the work is less.
+    and gradients are the same, the work is less (with dropout on embeddings,
+    residuals or feed-forwards the masks are drawn for fewer positions: the
+    same distribution, other draws).
     """
 
     def __init__(self, *, dim, enc_num_tokens, enc_max_seq_len, dec_num_tokens, dec_max_seq_len,
@@ -65,8 +67,16 @@ class EncoderDecoder(Module):
             decoder.token_emb = self.encoder.token_emb
         self.decoder = AutoregressiveWrapper(decoder, ignore_index=ignore_index, pad_value=pad_value,
                                              label_smoothing=label_smoothing, skip_padding=skip_padding)
-        self.skip_padding = skip_padding
         self.cross_attn_tokens_dropout = cross_attn_tokens_dropout
+
+    @property
+    def skip_padding(self):
+        """Whether padded positions are skipped on the CPU, in the encoder and the decoder (settable)."""
+        return self.decoder.skip_padding
+
+    @skip_padding.setter
+    def skip_padding(self, value):
+        self.decoder.skip_padding = bool(value)
 
     def encode(self, src, mask=None):
         """src (B, S) ints -> encoder output (B, S, D).

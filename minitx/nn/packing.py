@@ -11,7 +11,8 @@ Positions left out are padding in the full sense: nothing is computed for
 them and no other position attends to them (they are masked as keys).  For
 positions that nothing reads anyway (masked source tokens, decoder positions
 after the last scored label) the loss and every gradient are those of the
-padded layout, up to float rounding.
+padded layout, up to float rounding.  (Dropout outside attention draws its
+masks for the N packed rows: the same distribution, other draws.)
 
 The models pack only on the CPU: on the GPU the row count would change from
 batch to batch (no fixed shapes for CUDA graphs) and finding the rows of a
@@ -19,7 +20,7 @@ device mask costs a host sync.
 """
 from .. import backend
 from ..autograd import ops
-from ..errors import ShapeError
+from ..errors import DTypeError, ShapeError
 
 
 class RowPacking:
@@ -31,8 +32,10 @@ class RowPacking:
 
     def __init__(self, keep):
         xp = backend.get_array_module(keep)
-        if keep.ndim != 2 or keep.dtype.kind != "b":
-            raise ShapeError(f"RowPacking needs a (batch, length) boolean mask, got {keep.dtype} of shape {keep.shape}")
+        if keep.dtype.kind != "b":
+            raise DTypeError(f"RowPacking needs a boolean mask (True = real position), got dtype {keep.dtype}")
+        if keep.ndim != 2:
+            raise ShapeError(f"RowPacking needs a (batch, length) mask, got shape {keep.shape}")
         self.keep = keep                                   # (B, T)
         self.batch, self.length = keep.shape
         self.index = xp.flatnonzero(keep)                  # (N,)
@@ -45,7 +48,7 @@ class RowPacking:
     def pack(self, x):
         """x (B, T, F) -> (N, F): the kept positions, batch-major."""
         B, T = self.batch, self.length
-        if x.shape[:2] != (B, T):
+        if x.ndim != 3 or x.shape[:2] != (B, T):
             raise ShapeError(f"RowPacking.pack: x has shape {x.shape}, expected ({B}, {T}, features)")
         return ops.take_rows(x.reshape(B * T, x.shape[2]), self.index)       # (B*T, F) -> (N, F)
 

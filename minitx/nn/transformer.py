@@ -197,6 +197,9 @@ class TransformerWrapper(Module):
             if (packing.batch, packing.length) != (B, T):
                 raise ShapeError(f"packing is for a ({packing.batch}, {packing.length}) batch but the "
                                  f"tokens have shape {(B, T)}")
+            if backend.device_of(packing.index) != dev:
+                raise DeviceError(f"packing was built on {backend.device_of(packing.index)} but the model "
+                                  f"is on {dev}; build the RowPacking from a mask on {dev}")
             h = packing.pack(h)                                              # (N, D)
         h = self.attn_layers(self.emb_dropout(h), mask=mask, context=context,
                              context_mask=context_mask, cache=cache, packing=packing)
@@ -212,7 +215,8 @@ class AutoregressiveWrapper(Module):
     scores the predictions against ``tgt[:, 1:]``; the mean cross-entropy skips
     labels equal to ``ignore_index``.  With ``skip_padding`` (on the CPU), the
     positions after each row's last scored label are not computed at all
-    (``packing.py``): same loss and gradients, less work.
+    (``packing.py``): same loss and gradients, less work (dropout outside
+    attention then draws its masks for fewer positions).
     """
 
     def __init__(self, net, ignore_index=-100, pad_value=0, label_smoothing=0.0, skip_padding=True):
@@ -235,11 +239,12 @@ class AutoregressiveWrapper(Module):
         if inp.shape[1] > self.net.max_seq_len:
             raise ShapeError(f"tgt has length {data.shape[1]}: the decoder reads {inp.shape[1]} positions "
                              f"but its max_seq_len is {self.net.max_seq_len}")
+        dev = self.net.token_emb.weight.device
+        labels = to_model_device(labels, "tgt", dev)
         packing = None
-        if self.skip_padding and self.net.token_emb.weight.device == "cpu":     # see packing.py
+        if self.skip_padding and dev == "cpu":                                  # see packing.py
             packing = packing_for(rows_before_last_label(labels, self.ignore_index))
         logits = self.net(inp, context=context, context_mask=context_mask, packing=packing)  # (B, T, V) | (N, V)
-        labels = to_model_device(labels, "tgt", logits.device)
         if packing is not None:
             labels = labels.reshape(-1)[packing.index]                           # (N,)
         return ops.cross_entropy(logits, labels, ignore_index=self.ignore_index,
