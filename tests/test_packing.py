@@ -206,7 +206,7 @@ def test_encode_zeros_the_skipped_positions():
     assert (packed[~mask] == 0).all() and (full[~mask] != 0).all()
 
 
-def test_skipping_padding_with_dropout_trains():
+def test_skipping_padding_with_dropout_gives_a_finite_loss_and_gradients():
     model = tiny(True, enc_attn_dropout=0.3, dec_ff_dropout=0.3, enc_emb_dropout=0.2)
     model.train()
     src = np.array([[3, 4, 5], [3, 0, 0]])

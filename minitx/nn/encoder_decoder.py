@@ -84,9 +84,11 @@ class EncoderDecoder(Module):
         Positions where ``mask`` is False hold nothing meaningful: with
         ``skip_padding`` (on the CPU) they are not computed and hold zeros.
         """
-        dev = self.device
-        src = token_ids(src, "src", self.encoder.num_tokens, dev)
-        mask = bool_mask(mask, "mask", src.shape, dev)
+        src = token_ids(src, "src", self.encoder.num_tokens, self.device)
+        return self._encode(src, bool_mask(mask, "mask", src.shape, self.device))
+
+    def _encode(self, src, mask):
+        """``encode`` for ids and mask already checked and on the model's device."""
         packing = packing_for(mask) if self.skip_padding else None          # None on the GPU
         h = self.encoder(src, mask=mask, return_embeddings=True, packing=packing)   # (B, S, D) | (N, D)
         return h if packing is None else packing.unpack(h)
@@ -99,7 +101,7 @@ class EncoderDecoder(Module):
         tgt = as_array(tgt, "tgt")
         if tgt.ndim == 2 and len(tgt) != len(src):
             raise ShapeError(f"src has batch size {len(src)} but tgt has {len(tgt)}")
-        enc = self.encode(src, mask=mask)
+        enc = self._encode(src, mask)
         if self.training and self.cross_attn_tokens_dropout > 0:
             enc, mask = drop_context_tokens(enc, mask, self.cross_attn_tokens_dropout)
         return self.decoder(tgt, context=enc, context_mask=mask)
@@ -144,7 +146,7 @@ class EncoderDecoder(Module):
             raise ShapeError(f"generating {seq_len} tokens after {t0} start tokens needs "
                              f"{t0 + seq_len - 1} decoder positions; max_seq_len is {net.max_seq_len}")
         xp = backend.get_array_module(out)
-        context = self.encode(src, mask=mask)
+        context = self._encode(src, mask)
         cache = net.attn_layers.new_cache() if use_cache else None
         done = xp.zeros(len(out), dtype=bool)
         pad = self.decoder.pad_value

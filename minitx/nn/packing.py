@@ -19,7 +19,7 @@ batch to batch (no fixed shapes for CUDA graphs) and finding the rows of a
 device mask costs a host sync.
 """
 from .. import backend
-from ..autograd import ops
+from ..autograd.ops.rows import PutRows, TakeRows
 from ..errors import DTypeError, ShapeError
 
 
@@ -50,14 +50,15 @@ class RowPacking:
         B, T = self.batch, self.length
         if x.ndim != 3 or x.shape[:2] != (B, T):
             raise ShapeError(f"RowPacking.pack: x has shape {x.shape}, expected ({B}, {T}, features)")
-        return ops.take_rows(x.reshape(B * T, x.shape[2]), self.index)       # (B*T, F) -> (N, F)
+        # index comes from flatnonzero: distinct rows in range, so the ops' checks are skipped
+        return TakeRows.apply(x.reshape(B * T, x.shape[2]), index=self.index)   # (B*T, F) -> (N, F)
 
     def unpack(self, h):
         """h (N, F) -> (B, T, F) with zeros at the positions left out."""
         if h.ndim != 2 or h.shape[0] != self.rows:
             raise ShapeError(f"RowPacking.unpack: h has shape {h.shape}, expected ({self.rows}, features)")
         B, T = self.batch, self.length
-        return ops.put_rows(h, self.index, B * T).reshape(B, T, h.shape[1])  # (B*T, F) -> (B, T, F)
+        return PutRows.apply(h, index=self.index, rows=B * T).reshape(B, T, h.shape[1])  # -> (B, T, F)
 
 
 def packing_for(keep):
