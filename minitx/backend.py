@@ -163,12 +163,18 @@ def scatter_add(target, indices, values):
         np.add.at(target, indices, values)
 
 
+ONE_HOT_MAX_ROWS = 256   # add_rows: up to this many distinct rows, one one-hot matmul sums them
+
+
 def add_rows(target, rows, values):
     """``target[rows[i]] += values[i]`` for every i, repeated rows summed (in place).
 
     target (V, D), rows (N,) ints, values (N, D).  On the CPU this sorts the rows
-    and sums each run with one ``add.reduceat`` (many times faster than
-    ``np.add.at``); on the GPU it is CuPy's scatter-add.
+    into runs of equal rows.  With at most ``ONE_HOT_MAX_ROWS`` runs (small
+    vocabularies, positions) one matmul sums them, (U, N) one-hot @ (N, D); with
+    more, ``add.reduceat`` sums each run (it walks the strided axis, so it is
+    several times slower).  Both are many times faster than ``np.add.at``.  On
+    the GPU it is CuPy's scatter-add.
     """
     if is_gpu_array(target):
         return scatter_add(target, rows, values)
@@ -176,8 +182,18 @@ def add_rows(target, rows, values):
         return target
     order = np.argsort(rows, kind="stable")
     sorted_rows = rows[order]
-    starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
-    target[sorted_rows[starts]] += np.add.reduceat(values[order], starts, axis=0)
+    first = np.r_[True, sorted_rows[1:] != sorted_rows[:-1]]        # (N,) True where a run starts
+    starts = np.flatnonzero(first)                                  # (U,)
+    sums = None
+    if starts.size <= ONE_HOT_MAX_ROWS:
+        onehot = np.zeros((starts.size, rows.size), dtype=values.dtype)   # (U, N)
+        onehot[np.cumsum(first) - 1, order] = 1                     # run number of each sorted row
+        sums = onehot @ values                                      # (U, N) @ (N, D) -> (U, D)
+        if not np.isfinite(sums).all():   # 0 * inf = nan would leak into other rows' sums
+            sums = None
+    if sums is None:
+        sums = np.add.reduceat(values[order], starts, axis=0)       # (U, D)
+    target[sorted_rows[starts]] += sums
     return target
 
 

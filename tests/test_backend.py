@@ -1,6 +1,8 @@
 """Devices, array modules, transfers, seeding, and tensor construction defaults."""
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import minitx
 from minitx import backend
@@ -208,3 +210,36 @@ def test_scatter_add_sums_repeated_indices(device):
     vals = minitx.tensor(np.array([1.0, 2.0, 3.0, 4.0]), device=device)
     backend.scatter_add(t.data, idx.data, vals.data)
     np.testing.assert_array_equal(t.numpy(), [0.0, 7.0, 0.0, 3.0])
+
+
+# ---------------------------------------------------------------- add_rows
+@pytest.mark.parametrize("one_hot_max", [backend.ONE_HOT_MAX_ROWS, 0], ids=["one-hot", "reduceat"])
+@given(data=st.data())
+def test_add_rows_matches_add_at(one_hot_max, data):
+    """Both ways of summing (one-hot matmul, add.reduceat) give np.add.at's result."""
+    V = data.draw(st.integers(1, 300), label="V")
+    N = data.draw(st.integers(0, 400), label="N")
+    D = data.draw(st.integers(1, 5), label="D")
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    g = np.random.default_rng(seed)
+    rows = g.integers(0, V, N)
+    values = g.standard_normal((N, D))
+    target = g.standard_normal((V, D))
+    expected = target.copy()
+    np.add.at(expected, rows, values)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(backend, "ONE_HOT_MAX_ROWS", one_hot_max)
+        out = backend.add_rows(target, rows, values)
+    assert out is target
+    np.testing.assert_allclose(target, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_add_rows_keeps_non_finite_values_in_their_rows():
+    """An inf or nan value reaches only its own row (0 * inf in a one-hot matmul would not)."""
+    rows = np.array([0, 2, 1, 2])
+    values = np.array([[1.0, np.inf], [2.0, 3.0], [np.nan, 4.0], [5.0, 6.0]])
+    target = np.zeros((4, 2))
+    backend.add_rows(target, rows, values)
+    np.testing.assert_array_equal(target[0], [1.0, np.inf])
+    assert np.isnan(target[1, 0]) and target[1, 1] == 4.0
+    np.testing.assert_array_equal(target[2:], [[7.0, 9.0], [0.0, 0.0]])
