@@ -188,7 +188,8 @@ def add_rows(target, rows, values):
     if starts.size <= ONE_HOT_MAX_ROWS:
         onehot = np.zeros((starts.size, rows.size), dtype=values.dtype)   # (U, N)
         onehot[np.cumsum(first) - 1, order] = 1                     # run number of each sorted row
-        sums = onehot @ values                                      # (U, N) @ (N, D) -> (U, D)
+        with np.errstate(invalid="ignore", over="ignore"):        # non-finite: redone below
+            sums = onehot @ values                                  # (U, N) @ (N, D) -> (U, D)
         if not np.isfinite(sums).all():   # 0 * inf = nan would leak into other rows' sums
             sums = None
     if sums is None:
