@@ -88,6 +88,16 @@ def test_masked_softmax_fully_masked_rows_give_zeros_and_zero_gradient(T):
     np.testing.assert_array_equal(g[:, ~np.array([True, False, True])][0], 0.0)   # masked entry of row 0
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_masked_softmax_kept_scores_at_the_dtype_minimum(T, dtype):
+    """Kept scores equal to the dtype's most negative value (a masked_fill before the mask)
+    still share the row; the masked entries, though larger, get 0."""
+    lo = np.finfo(dtype).min
+    x = T([[lo, lo, 1.0, 2.0], [lo, 5.0, lo, 0.0]], dtype=dtype)
+    mask = minitx.tensor(np.array([[True, True, False, False], [True, False, True, False]]), device=x.device)
+    np.testing.assert_array_equal(minitx.masked_softmax(x, mask).numpy(), [[0.5, 0.5, 0, 0], [0.5, 0, 0.5, 0]])
+
+
 @given(data=st.data())
 def test_masked_softmax_with_broadcast_key_padding_mask(device, data):
     B, H, T_, S = (data.draw(st.integers(1, 3)) for _ in range(4))

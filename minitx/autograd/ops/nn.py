@@ -96,10 +96,12 @@ def softmax_rows_(s, keep=None, scale=None):
         xp.copyto(s, lowest, where=~keep)
     m = row_max(s)                                       # (..., 1)
     s -= m
-    xp.exp(s, out=s)                                     # masked entries: exp(lowest - m) = 0
-    total = row_sum(s)                                   # >= 1: the max entry gave exp(0)
+    xp.exp(s, out=s)                                     # masked entries: exp(lowest - m) = 0 ...
+    if keep is not None and (xp is not backend.np or (m == lowest).any()):
+        xp.copyto(s, 0, where=~keep)                     # ... unless m = lowest: then exp(0) = 1
+    total = row_sum(s)                                   # >= 1 where something is kept
     if keep is not None:                                 # nothing kept: 1 / inf = 0
-        total = xp.where(keep.any(axis=-1, keepdims=True), total, xp.inf)
+        total = xp.where(total > 0, total, xp.inf)
     s *= xp.reciprocal(total, out=total)
     return s
 
