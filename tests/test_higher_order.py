@@ -202,3 +202,17 @@ def test_create_graph_checks_in_place_changes(T):
         y.bump_version()
     with pytest.raises(minitx.GraphError, match="modified in place"):
         z.backward(create_graph=True)
+
+
+@given(data=st.data())
+def test_row_ops_second_derivatives(device, data):
+    """take_rows and put_rows: each one's backward_graph is the other, differentiable again
+    (the incoming gradient depends on x, so a detached backward_graph would fail)."""
+    R, F = data.draw(st.integers(1, 4)), data.draw(st.integers(1, 3))
+    index = np.array(data.draw(st.permutations(range(R)))[:data.draw(st.integers(0, R))], dtype=np.int64)
+    idx = minitx.backend.to_device(index, device)
+    a = data.draw(arrays((R, F)))
+    check_second_derivative(lambda x: (minitx.take_rows(x, idx) * minitx.take_rows(x, idx).tanh()).sum(),
+                            leaf(a, device))
+    check_second_derivative(lambda h: (minitx.put_rows(h, idx, R) * minitx.put_rows(h, idx, R).tanh()).sum(),
+                            leaf(a[:len(index)], device))

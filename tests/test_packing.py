@@ -51,7 +51,8 @@ def test_put_rows_values_and_gradient(device, case, extra):
 
 @given(rows_and_index())
 def test_row_ops_second_derivatives(device, case):
-    """backward_graph: each op's backward is the other op, so grad-of-grad works and is exact."""
+    """Exact second derivatives of x * x through take_rows (the full check of backward_graph,
+    with a gradient that depends on x, is test_higher_order.test_row_ops_second_derivatives)."""
     a, index = case
     x = tensor(a, device, grad=True)
     idx = minitx.backend.to_device(index, device)
