@@ -4,6 +4,8 @@ None of them computes anything; their backward routes the gradient back to
 where each element came from (``GetItem`` scatter-adds, so an element picked
 twice receives both gradients).
 """
+import numbers
+
 from ... import backend
 from ...errors import ShapeError
 from ..function import Function
@@ -129,12 +131,7 @@ class GetItem(Function):
             raise ShapeError(f"index {index!r} does not fit shape {x.shape}: {e}") from None
 
     def backward(self, g):
-        grad = self.xp.zeros(self.shape, dtype=g.dtype)
-        if _is_basic(self.index):
-            grad[self.index] = g                          # slices and ints: no slot repeats
-        else:
-            backend.scatter_add(grad, self.index, g)      # repeated indices add up
-        return (grad,)
+        return (_scatter_to_zeros(self.xp, g, self.shape, self.index),)
 
     def backward_graph(self, g):
         return (ScatterAdd.apply(g, shape=self.shape, index=self.index),)
@@ -143,7 +140,17 @@ class GetItem(Function):
 def _is_basic(index):
     """True for an index of slices, ints, None and Ellipsis only (each slot picked at most once)."""
     parts = index if isinstance(index, tuple) else (index,)
-    return all(p is None or p is Ellipsis or isinstance(p, (slice, int)) for p in parts)
+    return all(p is None or p is Ellipsis or isinstance(p, (slice, numbers.Integral)) for p in parts)
+
+
+def _scatter_to_zeros(xp, g, shape, index):
+    """zeros(shape) with ``g`` added at ``index``: GetItem's backward (and ScatterAdd's forward)."""
+    out = xp.zeros(shape, dtype=g.dtype)
+    if _is_basic(index):
+        out[index] = g                                    # slices and ints: no slot repeats
+    else:
+        backend.scatter_add(out, index, g)                # repeated indices add up
+    return out
 
 
 class ScatterAdd(Function):
@@ -152,9 +159,7 @@ class ScatterAdd(Function):
 
     def forward(self, g, shape, index):
         self.index = index
-        out = self.xp.zeros(shape, dtype=g.dtype)
-        backend.scatter_add(out, index, g)
-        return out
+        return _scatter_to_zeros(self.xp, g, shape, index)
 
     def backward(self, gg):
         return (gg[self.index],)                          # each slot of g went to out[index]
