@@ -11,12 +11,6 @@ from ..function import Function
 from . import gpu_kernels
 
 
-def _row_blocks(N, D):
-    """Slices of rows of an (N, D) array, each about ``backend.CACHE_BLOCK`` elements."""
-    step = max(1, backend.CACHE_BLOCK // max(D, 1))
-    return [slice(i, i + step) for i in range(0, max(N, 1), step)]
-
-
 class LayerNorm(Function):
     """Normalise the last axis to zero mean and unit variance, then scale (and shift).
 
@@ -35,7 +29,7 @@ class LayerNorm(Function):
         ones = xp.ones(D, dtype=dtype)
         xhat, y = xp.empty_like(x2), xp.empty_like(x2)
         rstd = xp.empty(N, dtype=dtype)
-        for b in _row_blocks(N, D):
+        for b in backend.cache_blocks(N, xp, width=D):
             xc = xp.subtract(x2[b], ((x2[b] @ ones) / D)[:, None], out=xhat[b])   # x - mean (sum, then
             var = xp.einsum("nd,nd->n", xc, xc) / D                             # divide: exact for equal values)
             r = xp.divide(1.0, xp.sqrt(var + eps), out=rstd[b])
@@ -55,14 +49,12 @@ class LayerNorm(Function):
         g2 = g.reshape(N, D)                                    # (N, D)
         want_w, want_b = self.needs_grad[1], len(self.inputs) == 3 and self.needs_grad[2]
         gw = xp.zeros(D, dtype=g.dtype) if want_w else None
-        gb = xp.zeros(D, dtype=g.dtype) if want_b else None
+        gb = xp.ones(N, dtype=g.dtype) @ g2 if want_b else None       # dy/db = 1: column sums (N,) @ (N, D)
         gx = xp.empty_like(g2) if self.needs_grad[0] else None
-        for b in _row_blocks(N, D):
+        for b in backend.cache_blocks(N, xp, width=D):
             g_b, xh = g2[b], xhat[b]
             if want_w:
                 gw += xp.einsum("nd,nd->d", g_b, xh)               # dy/dw = xhat
-            if want_b:
-                gb += xp.ones(g_b.shape[0], dtype=g.dtype) @ g_b        # dy/db = 1: column sums
             if gx is not None:
                 gh = xp.multiply(g_b, self.weight, out=gx[b])       # dL/dxhat
                 m1 = (gh @ self.ones) / D                           # mean(gh)          (n,)
