@@ -174,7 +174,9 @@ class FlatGroup:
         self.hyper[1] = t
 
     def step(self, group, t, decoupled, write_hyper=True):
-        """Adam step number ``t`` over the whole group, in place; the gradients are gathered into ``g``.
+        """Adam step number ``t`` over the whole group, in place.
+
+        The gradients are gathered into ``g`` on the GPU, block by block into scratch on the CPU.
 
         ``write_hyper=False`` while a CUDA graph is recorded: a write recorded
         in the graph would put that call's lr and t back at every replay, so
