@@ -77,7 +77,7 @@ class MaskedSoftmax(Function):
 
     def backward(self, g):
         y = self.y                                       # softmax rule; y = 0 where masked
-        return (y * (g - (g * y).sum(axis=-1, keepdims=True)),)
+        return (y * (g - row_dot(g, y)),)
 
 
 def softmax_rows_(s, keep=None, scale=None):
