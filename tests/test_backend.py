@@ -247,3 +247,15 @@ def test_add_rows_keeps_non_finite_values_in_their_rows():
     np.testing.assert_array_equal(target[0], [1.0, np.inf])
     assert np.isnan(target[1, 0]) and target[1, 1] == 4.0
     np.testing.assert_array_equal(target[2:], [[7.0, 9.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("distinct", [backend.ONE_HOT_MAX_ROWS, backend.ONE_HOT_MAX_ROWS + 1])
+def test_add_rows_at_the_one_hot_limit(distinct):
+    """Exactly at the limit (one-hot matmul) and one past it (reduceat): np.add.at's result."""
+    g = np.random.default_rng(distinct)
+    rows = np.concatenate([np.arange(distinct), g.integers(0, distinct, 50)])
+    values = g.standard_normal((rows.size, 3)).astype(np.float32)
+    target = np.zeros((distinct + 2, 3), dtype=np.float32)
+    expected = target.copy()
+    np.add.at(expected, rows, values)
+    np.testing.assert_allclose(backend.add_rows(target, rows, values), expected, rtol=1e-5, atol=1e-5)
